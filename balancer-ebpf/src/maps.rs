@@ -1,0 +1,36 @@
+//! The maps, named as `balancer_common::maps` says (userspace checks the names at load).
+//! Sizes here are the compile-time defaults; userspace sets `RING` and `CONN_TABLE` at load.
+
+use aya_ebpf::{
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use balancer_common::{
+    conn::{FlowEntry, FlowKey},
+    maps::{DEFAULT_CONN_TABLE_ENTRIES, MAX_NODES, MAX_VIPS, VIP_STATS_ENTRIES},
+    node::{DataplaneConfig, NodeInfo, DEFAULT_RING_SIZE, RING_SLOTS},
+    stats::Counters,
+    vip::{VipInfo, VipKey},
+};
+
+#[btf_map]
+pub static VIPS: HashMap<VipKey, VipInfo, { MAX_VIPS as usize }> = HashMap::new();
+
+#[btf_map]
+pub static NODES: Array<NodeInfo, { MAX_NODES as usize }> = Array::new();
+
+#[btf_map]
+pub static RING: Array<u32, { (RING_SLOTS * DEFAULT_RING_SIZE) as usize }> = Array::new();
+
+#[btf_map]
+pub static CONFIG: Array<DataplaneConfig, 1> = Array::new();
+
+#[btf_map]
+pub static CONN_TABLE: LruHashMap<FlowKey, FlowEntry, { DEFAULT_CONN_TABLE_ENTRIES as usize }> =
+    LruHashMap::new();
+
+#[btf_map]
+pub static VIP_STATS: PerCpuArray<Counters, { VIP_STATS_ENTRIES as usize }> = PerCpuArray::new();
+
+#[btf_map]
+pub static NODE_STATS: PerCpuArray<Counters, { MAX_NODES as usize }> = PerCpuArray::new();

@@ -1,0 +1,308 @@
+//! Parsing, top to bottom like the packet: Ethernet (and up to two VLAN tags), then IPv4 or
+//! IPv6 (with a bounded walk over extension headers), then TCP or an ICMP error.
+//!
+//! The result says what the packet is *for the balancer*: a TCP segment, a fragment (steered
+//! by source address only, so every fragment of a datagram meets the first at one node), an
+//! ICMP error about one of our flows (steered like the flow it quotes), malformed (for a VIP
+//! address: dropped; otherwise passed), or not ours (passed untouched).
+
+use crate::packet::{len, read};
+use aya_ebpf::programs::XdpContext;
+use balancer_common::{
+    hash::FlowTuple,
+    vip::{v4_mapped, PROTO_TCP},
+};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    vlan::VlanHdr,
+};
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+const PROTO_ICMP: u8 = 1;
+const PROTO_ICMPV6: u8 = 58;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMPV6_DEST_UNREACH: u8 = 1;
+const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+const ICMPV6_TIME_EXCEEDED: u8 = 3;
+const ICMP_HEADER_LEN: usize = 8;
+
+/// Most IPv6 extension headers walked before giving up (treated as malformed if for a VIP).
+const MAX_EXTENSION_HEADERS: usize = 6;
+/// Farthest an IPv6 upper-layer header may start from the IPv6 header.
+const MAX_IPV6_HEADER_CHAIN: usize = 512;
+
+/// Where the network header starts and which family it is.
+#[derive(Clone, Copy)]
+pub struct L2 {
+    /// Offset of the IP header: 14, 18 or 22 (Ethernet, plus 0, 1 or 2 VLAN tags).
+    pub l3_off: usize,
+    pub is_v4: bool,
+}
+
+/// Parses Ethernet and up to two VLAN tags (802.1Q, 802.1ad). `None`: not IP, pass.
+#[inline(always)]
+pub fn l2(ctx: &XdpContext) -> Option<L2> {
+    let eth: EthHdr = read(ctx, 0)?;
+    let mut ether_type = u16::from_be(eth.ether_type);
+    let mut l3_off = EthHdr::LEN;
+    for _ in 0..2 {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        let tag: VlanHdr = read(ctx, l3_off)?;
+        ether_type = u16::from_be(tag.ether_type);
+        l3_off += VlanHdr::LEN;
+    }
+    match ether_type {
+        ETH_P_IP => Some(L2 { l3_off, is_v4: true }),
+        ETH_P_IPV6 => Some(L2 { l3_off, is_v4: false }),
+        _ => None,
+    }
+}
+
+/// What kind of packet a [`Flow`] is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A TCP segment; `syn` is a connection request (SYN without ACK).
+    Tcp { syn: bool },
+    /// An IP fragment (first or not): no ports, steered by source address.
+    Fragment,
+    /// An ICMP error quoting one of our flows; the tuple is the quoted flow, client first.
+    IcmpError,
+}
+
+/// A packet for a (possible) VIP, with the fields steering needs.
+#[derive(Clone, Copy)]
+pub struct Flow {
+    pub tuple: FlowTuple,
+    pub kind: Kind,
+    /// Length of the whole IP packet (header included), from its own length fields.
+    pub ip_len: usize,
+}
+
+/// The parser's verdict on an IP packet.
+pub enum Parsed {
+    /// Not for the balancer at all (other protocol, not an error about TCP): pass.
+    NotOurs,
+    /// Broken or truncated after the destination address: drop if `dst` is a VIP address.
+    Malformed { dst: [u8; 16] },
+    /// An IPv4-in-IPv4 / IPv6-in-IPv6 packet: a peer's forwarded packet if `dst` is ours.
+    Tunnel { dst: [u8; 16], header_len: usize, second_chance: bool },
+    /// A TCP segment, fragment or ICMP error, to look up in the VIP map.
+    Flow(Flow),
+}
+
+#[inline(always)]
+fn is_tcp_syn(tcp: &TcpHdr) -> bool {
+    tcp.syn() != 0 && tcp.ack() == 0
+}
+
+/// Reads the TCP header at `l4_off`, which must fit in `l4_end` with its options.
+#[inline(always)]
+fn tcp_at(ctx: &XdpContext, l4_off: usize, l4_end: usize) -> Option<TcpHdr> {
+    let tcp: TcpHdr = read(ctx, l4_off)?;
+    let doff = tcp.doff() as usize * 4;
+    if doff < TcpHdr::LEN || l4_off + doff > l4_end {
+        return None;
+    }
+    Some(tcp)
+}
+
+/// Source and destination ports of a quoted (ICMP-embedded) transport header: only its first
+/// four bytes are guaranteed to be quoted.
+#[inline(always)]
+fn quoted_ports(ctx: &XdpContext, off: usize) -> Option<(u16, u16)> {
+    let ports: [u8; 4] = read(ctx, off)?;
+    Some((
+        u16::from_ne_bytes([ports[0], ports[1]]),
+        u16::from_ne_bytes([ports[2], ports[3]]),
+    ))
+}
+
+/// Parses an IPv4 packet at `l3_off`. `None`: too short to tell where it goes, pass.
+/// Not inlined: a BPF-to-BPF call keeps its stack frame apart from the caller's.
+#[inline(never)]
+pub fn ipv4(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
+    let ip: Ipv4Hdr = read(ctx, l3_off)?;
+    let dst = v4_mapped(ip.dst_addr);
+    let malformed = Parsed::Malformed { dst };
+    let header_len = ip.ihl() as usize * 4;
+    let ip_len = u16::from_be_bytes(ip.tot_len) as usize;
+    if ip.version() != 4 || header_len < Ipv4Hdr::LEN || ip_len < header_len {
+        return Some(malformed);
+    }
+    if l3_off + ip_len > len(ctx) {
+        return Some(malformed);
+    }
+    let l4_off = l3_off + header_len;
+    let l4_end = l3_off + ip_len;
+    let src = v4_mapped(ip.src_addr);
+    let frags = u16::from_be_bytes(ip.frags);
+    let more_fragments = frags & 0x2000 != 0;
+    let fragment_offset = frags & 0x1fff;
+    if ip.proto == balancer_common::encap::PROTO_IPIP {
+        let second_chance =
+            u16::from_be_bytes(ip.id) == balancer_common::encap::V4_ID_SECOND_CHANCE;
+        return Some(Parsed::Tunnel { dst, header_len, second_chance });
+    }
+    let tuple = FlowTuple { src, dst, sport_be: 0, dport_be: 0, proto: PROTO_TCP, is_v4: true };
+    if more_fragments || fragment_offset != 0 {
+        if ip.proto != PROTO_TCP {
+            return Some(Parsed::NotOurs);
+        }
+        return Some(Parsed::Flow(Flow { tuple, kind: Kind::Fragment, ip_len }));
+    }
+    match ip.proto {
+        PROTO_TCP => {
+            let Some(tcp) = tcp_at(ctx, l4_off, l4_end) else {
+                return Some(malformed);
+            };
+            let tuple = FlowTuple { sport_be: u16::from_ne_bytes(tcp.source), dport_be: u16::from_ne_bytes(tcp.dest), ..tuple };
+            Some(Parsed::Flow(Flow { tuple, kind: Kind::Tcp { syn: is_tcp_syn(&tcp) }, ip_len }))
+        }
+        PROTO_ICMP => Some(icmpv4_error(ctx, l4_off, l4_end, ip_len).unwrap_or(Parsed::NotOurs)),
+        _ => Some(Parsed::NotOurs),
+    }
+}
+
+/// An ICMPv4 destination-unreachable (fragmentation needed among them) or time-exceeded
+/// message quoting a TCP segment: steered as the quoted flow, seen from the client.
+#[inline(always)]
+fn icmpv4_error(ctx: &XdpContext, l4_off: usize, l4_end: usize, ip_len: usize) -> Option<Parsed> {
+    let icmp_type: u8 = read(ctx, l4_off)?;
+    if icmp_type != ICMP_DEST_UNREACH && icmp_type != ICMP_TIME_EXCEEDED {
+        return None;
+    }
+    let quoted_off = l4_off + ICMP_HEADER_LEN;
+    let quoted: Ipv4Hdr = read(ctx, quoted_off)?;
+    let quoted_len = quoted.ihl() as usize * 4;
+    if quoted.version() != 4 || quoted.proto != PROTO_TCP || quoted_len < Ipv4Hdr::LEN {
+        return None;
+    }
+    if quoted_off + quoted_len + 4 > l4_end {
+        return None;
+    }
+    let (sport_be, dport_be) = quoted_ports(ctx, quoted_off + quoted_len)?;
+    let tuple = FlowTuple {
+        src: v4_mapped(quoted.dst_addr),
+        dst: v4_mapped(quoted.src_addr),
+        sport_be: dport_be,
+        dport_be: sport_be,
+        proto: PROTO_TCP,
+        is_v4: true,
+    };
+    Some(Parsed::Flow(Flow { tuple, kind: Kind::IcmpError, ip_len }))
+}
+
+/// Parses an IPv6 packet at `l3_off`. `None`: too short to tell where it goes, pass.
+#[inline(never)]
+pub fn ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
+    let ip: Ipv6Hdr = read(ctx, l3_off)?;
+    let dst = ip.dst_addr;
+    let malformed = Parsed::Malformed { dst };
+    let ip_len = Ipv6Hdr::LEN + u16::from_be_bytes(ip.payload_len) as usize;
+    if ip.version() != 6 || l3_off + ip_len > len(ctx) {
+        return Some(malformed);
+    }
+    let l4_end = l3_off + ip_len;
+    if ip.next_hdr == balancer_common::encap::PROTO_IPV6 {
+        let flow = u32::from_be_bytes(ip.vcf) & 0x000f_ffff;
+        let second_chance = flow & balancer_common::encap::V6_FLOW_SECOND_CHANCE != 0;
+        return Some(Parsed::Tunnel { dst, header_len: Ipv6Hdr::LEN, second_chance });
+    }
+    let mut next = ip.next_hdr;
+    let mut off = l3_off + Ipv6Hdr::LEN;
+    let mut fragment = false;
+    for _ in 0..MAX_EXTENSION_HEADERS {
+        let ext_len = match next {
+            0 | 43 | 60 | 135 | 139 | 140 => {
+                let ext: [u8; 2] = match read(ctx, off) {
+                    Some(e) => e,
+                    None => return Some(malformed),
+                };
+                (ext[1] as usize + 1) * 8
+            }
+            51 => {
+                let ext: [u8; 2] = match read(ctx, off) {
+                    Some(e) => e,
+                    None => return Some(malformed),
+                };
+                (ext[1] as usize + 2) * 4
+            }
+            44 => {
+                let ext: [u8; 4] = match read(ctx, off) {
+                    Some(e) => e,
+                    None => return Some(malformed),
+                };
+                let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
+                // Offset in the top 13 bits, M flag in the lowest: either makes a fragment.
+                fragment = fragment || offset_flags & 0xfff9 != 0;
+                8
+            }
+            _ => break,
+        };
+        next = read::<u8>(ctx, off).unwrap_or(255);
+        off += ext_len;
+        if off > l3_off + MAX_IPV6_HEADER_CHAIN || off > l4_end {
+            return Some(malformed);
+        }
+    }
+    let tuple = FlowTuple { src: ip.src_addr, dst, sport_be: 0, dport_be: 0, proto: PROTO_TCP, is_v4: false };
+    if fragment {
+        if next != PROTO_TCP {
+            return Some(Parsed::NotOurs);
+        }
+        return Some(Parsed::Flow(Flow { tuple, kind: Kind::Fragment, ip_len }));
+    }
+    match next {
+        PROTO_TCP => {
+            let Some(tcp) = tcp_at(ctx, off, l4_end) else {
+                return Some(malformed);
+            };
+            let tuple = FlowTuple { sport_be: u16::from_ne_bytes(tcp.source), dport_be: u16::from_ne_bytes(tcp.dest), ..tuple };
+            Some(Parsed::Flow(Flow { tuple, kind: Kind::Tcp { syn: is_tcp_syn(&tcp) }, ip_len }))
+        }
+        PROTO_ICMPV6 => Some(icmpv6_error(ctx, off, l4_end, ip_len).unwrap_or(Parsed::NotOurs)),
+        // Extension headers beyond the walk limit, before TCP: treat as malformed if for us.
+        0 | 43 | 44 | 51 | 60 | 135 | 139 | 140 => Some(malformed),
+        _ => Some(Parsed::NotOurs),
+    }
+}
+
+/// An ICMPv6 destination-unreachable, packet-too-big or time-exceeded message quoting a TCP
+/// segment (directly after the quoted IPv6 header).
+#[inline(always)]
+fn icmpv6_error(ctx: &XdpContext, l4_off: usize, l4_end: usize, ip_len: usize) -> Option<Parsed> {
+    let icmp_type: u8 = read(ctx, l4_off)?;
+    if icmp_type != ICMPV6_DEST_UNREACH
+        && icmp_type != ICMPV6_PACKET_TOO_BIG
+        && icmp_type != ICMPV6_TIME_EXCEEDED
+    {
+        return None;
+    }
+    let quoted_off = l4_off + ICMP_HEADER_LEN;
+    let quoted: Ipv6Hdr = read(ctx, quoted_off)?;
+    if quoted.version() != 6 || quoted.next_hdr != PROTO_TCP {
+        return None;
+    }
+    if quoted_off + Ipv6Hdr::LEN + 4 > l4_end {
+        return None;
+    }
+    let (sport_be, dport_be) = quoted_ports(ctx, quoted_off + Ipv6Hdr::LEN)?;
+    let tuple = FlowTuple {
+        src: quoted.dst_addr,
+        dst: quoted.src_addr,
+        sport_be: dport_be,
+        dport_be: sport_be,
+        proto: PROTO_TCP,
+        is_v4: false,
+    };
+    Some(Parsed::Flow(Flow { tuple, kind: Kind::IcmpError, ip_len }))
+}

@@ -1,0 +1,381 @@
+//! Steering: classify, choose the owner node, keep established flows where they are, act.
+//!
+//! ## Choosing the owner
+//! The affinity hash of the client (source address, its /24 or /64, or the 5-tuple, per VIP)
+//! indexes the active Maglev ring, which userspace built from the site's healthy nodes. Every
+//! node of the array holds the same ring, so whichever node the network hands a packet to, it
+//! names the same owner. The owner passes the packet to its own stack; any other node
+//! encapsulates it to the owner, which answers the client directly.
+//!
+//! ## Keeping established connections (R3)
+//! A ring change (node joins, leaves, fails) remaps a few slots. Two mechanisms keep the
+//! connections of remapped clients on the node that holds their socket:
+//! 1. *Connection table* (Katran's LRU): the receiving node records the owner of each new flow
+//!    at its SYN and sends later packets of the flow there while that node is usable. This
+//!    covers flows that keep arriving at the same receiving node.
+//! 2. *Second chance* (Beamer's daisy chaining, GLB's second hop): the upstream routers may
+//!    also reshuffle which node receives a flow (ECMP changes with the set of nodes), and the
+//!    new receiving node has no record. The ring's new owner then gets a non-SYN packet for
+//!    which it has no socket (`bpf_skc_lookup_tcp`: no established, request or time-wait
+//!    socket, only the listener). It sends the packet on, marked so it is not bounced again,
+//!    to the owner in the *previous* ring, which userspace keeps beside the active one.
+//!
+//! SYNs always follow the active ring, so new connections go to the new owner at once. The
+//! socket lookup is done only for slots whose owner changed in the last ring change.
+//! Known limit: an established flow survives one ring change per node set and both
+//! mechanisms above; a flow whose receiving node changes and whose slot moved in *two*
+//! successive changes loses its previous owner.
+
+use crate::{
+    counters,
+    maps::{CONFIG, CONN_TABLE, NODES, RING, VIPS},
+    packet::len,
+    parse::{self, Flow, Kind, Parsed, L2},
+    tunnel::{self, Encapsulation},
+};
+use aya_ebpf::{
+    bindings::{bpf_sock_tuple, xdp_action, BPF_F_CURRENT_NETNS},
+    helpers::{bpf_sk_release, bpf_skc_lookup_tcp},
+    programs::XdpContext,
+    EbpfContext,
+};
+use balancer_common::{
+    conn::{FlowEntry, FlowKey},
+    hash::affinity_hash,
+    node::{active_slot, previous_slot, DataplaneConfig, NodeInfo, NO_NODE},
+    vip::{v4_mapped, VipInfo, VipKey, AFFINITY_NONE, AFFINITY_SINGLE, PROTO_TCP},
+};
+
+const TCP_LISTEN: u32 = 10;
+
+/// How a packet reached this node.
+#[derive(Clone, Copy)]
+enum Arrival {
+    /// From the network, for a VIP.
+    Direct,
+    /// Encapsulated by a peer that chose this node (or, `second_chance`, its previous owner).
+    FromPeer { second_chance: bool },
+}
+
+/// Entry point of the steering program.
+#[inline(always)]
+pub fn balance(ctx: &XdpContext) -> u32 {
+    let Some(cfg) = CONFIG.get(0).copied() else {
+        return xdp_action::XDP_PASS;
+    };
+    if cfg.self_node == NO_NODE || cfg.ring_size == 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(l2) = parse::l2(ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    match parse_ip(ctx, l2) {
+        None | Some(Parsed::NotOurs) => xdp_action::XDP_PASS,
+        Some(Parsed::Malformed { dst }) => malformed(dst),
+        Some(Parsed::Tunnel { dst, header_len, second_chance }) => {
+            from_peer(ctx, &cfg, l2, dst, header_len, second_chance)
+        }
+        Some(Parsed::Flow(flow)) => match vip_of(&flow) {
+            Some(vip) => steer(ctx, &cfg, &Packet { l2, flow, vip }, Arrival::Direct),
+            None => xdp_action::XDP_PASS,
+        },
+    }
+}
+
+#[inline(always)]
+fn parse_ip(ctx: &XdpContext, l2: L2) -> Option<Parsed> {
+    if l2.is_v4 {
+        parse::ipv4(ctx, l2.l3_off)
+    } else {
+        parse::ipv6(ctx, l2.l3_off)
+    }
+}
+
+/// The VIP a flow is for: by (address, port) for TCP and ICMP errors, by the address entry
+/// for fragments (which carry no port).
+#[inline(always)]
+fn vip_of(flow: &Flow) -> Option<VipInfo> {
+    let port_be = if flow.kind == Kind::Fragment { 0 } else { flow.tuple.dport_be };
+    let key = VipKey { addr: flow.tuple.dst, port_be, proto: PROTO_TCP, _pad: 0 };
+    // SAFETY: the value is copied out at once; no reference outlives the lookup.
+    unsafe { VIPS.get(&key).copied() }
+}
+
+/// A broken packet: dropped if it is addressed to one of our VIP addresses, else passed.
+#[inline(always)]
+fn malformed(dst: [u8; 16]) -> u32 {
+    let key = VipKey { addr: dst, port_be: 0, proto: PROTO_TCP, _pad: 0 };
+    // SAFETY: copied out at once.
+    match unsafe { VIPS.get(&key).copied() } {
+        Some(vip) => {
+            counters::vip(vip.vip_index, |c| c.dropped_malformed += 1);
+            xdp_action::XDP_DROP
+        }
+        None => xdp_action::XDP_PASS,
+    }
+}
+
+#[inline(always)]
+fn node(id: u32) -> Option<NodeInfo> {
+    NODES.get(id).copied()
+}
+
+#[inline(always)]
+fn usable(id: u32) -> bool {
+    id != NO_NODE && node(id).is_some_and(|n| n.is_usable())
+}
+
+/// The node in slot `hash % ring_size` of ring `slot`.
+#[inline(always)]
+fn ring_owner(cfg: &DataplaneConfig, slot: u32, hash: u32) -> u32 {
+    RING.get(slot * cfg.ring_size + hash % cfg.ring_size).copied().unwrap_or(NO_NODE)
+}
+
+/// An encapsulated packet: ours if the outer destination is our underlay address.
+#[inline(always)]
+fn from_peer(
+    ctx: &XdpContext,
+    cfg: &DataplaneConfig,
+    l2: L2,
+    dst: [u8; 16],
+    header_len: usize,
+    second_chance: bool,
+) -> u32 {
+    let Some(me) = node(cfg.self_node) else {
+        return xdp_action::XDP_PASS;
+    };
+    let mine = if l2.is_v4 { v4_mapped(me.underlay_v4) } else { me.underlay_v6 };
+    if dst != mine {
+        return xdp_action::XDP_PASS;
+    }
+    if tunnel::decapsulate(ctx, l2.l3_off, header_len).is_none() {
+        counters::unattributed_malformed();
+        return xdp_action::XDP_DROP;
+    }
+    // Only a VIP flow may come out of our tunnel; anything else is dropped, not delivered.
+    let flow = match parse_ip(ctx, l2) {
+        Some(Parsed::Flow(flow)) => flow,
+        _ => {
+            counters::unattributed_malformed();
+            return xdp_action::XDP_DROP;
+        }
+    };
+    match vip_of(&flow) {
+        Some(vip) => steer(ctx, cfg, &Packet { l2, flow, vip }, Arrival::FromPeer { second_chance }),
+        None => {
+            counters::unattributed_malformed();
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// A parsed packet for one of our VIPs.
+struct Packet {
+    l2: L2,
+    flow: Flow,
+    vip: VipInfo,
+}
+
+/// Not inlined: called for direct and decapsulated packets alike (one copy of the code), and
+/// a BPF-to-BPF call keeps its stack frame apart from the callers'.
+#[inline(never)]
+fn steer(ctx: &XdpContext, cfg: &DataplaneConfig, pkt: &Packet, arrival: Arrival) -> u32 {
+    let (l2, flow, vip) = (pkt.l2, &pkt.flow, &pkt.vip);
+    let bytes = len(ctx) as u64;
+    counters::vip(vip.vip_index, |c| {
+        c.packets += 1;
+        c.bytes += bytes;
+    });
+    // Fragments carry no ports: whatever the VIP's mode, they follow the source address.
+    let affinity = if flow.kind == Kind::Fragment && vip.affinity == AFFINITY_NONE {
+        AFFINITY_SINGLE
+    } else {
+        vip.affinity
+    };
+    let hash = affinity_hash(cfg.hash_seed, affinity, &flow.tuple);
+    let select = cfg.ring_select;
+    let owner = match arrival {
+        Arrival::FromPeer { second_chance } => {
+            counters::vip(vip.vip_index, |c| c.decapsulated += 1);
+            if second_chance {
+                return deliver_local(cfg, vip, bytes);
+            }
+            cfg.self_node
+        }
+        Arrival::Direct => {
+            let ring = ring_owner(cfg, active_slot(select), hash);
+            continuity_owner(flow, ring, vip)
+        }
+    };
+    if owner != NO_NODE && owner != cfg.self_node {
+        return forward(ctx, cfg, l2, flow, vip, owner, false, hash);
+    }
+    match previous_owner(ctx, cfg, select, flow, hash) {
+        Some(previous) => forward(ctx, cfg, l2, flow, vip, previous, true, hash),
+        None => deliver_local(cfg, vip, bytes),
+    }
+}
+
+#[inline(always)]
+fn deliver_local(cfg: &DataplaneConfig, vip: &VipInfo, bytes: u64) -> u32 {
+    counters::vip(vip.vip_index, |c| c.passed_local += 1);
+    counters::node(cfg.self_node, |c| {
+        c.packets += 1;
+        c.bytes += bytes;
+        c.passed_local += 1;
+    });
+    xdp_action::XDP_PASS
+}
+
+/// The node this flow should go to given the connection table (SYNs always take the ring's
+/// choice and record it).
+#[inline(always)]
+fn continuity_owner(flow: &Flow, ring: u32, vip: &VipInfo) -> u32 {
+    let syn = match flow.kind {
+        Kind::Fragment => return ring,
+        Kind::Tcp { syn } => syn,
+        Kind::IcmpError => false,
+    };
+    let t = &flow.tuple;
+    let key = FlowKey {
+        src: t.src,
+        dst: t.dst,
+        sport_be: t.sport_be,
+        dport_be: t.dport_be,
+        proto: t.proto,
+        _pad: [0; 3],
+    };
+    if !syn {
+        // SAFETY: copied out at once (an LRU slot may be reused by another CPU later).
+        if let Some(entry) = unsafe { CONN_TABLE.get(&key).copied() } {
+            if entry.node == ring {
+                return ring;
+            }
+            if usable(entry.node) {
+                counters::vip(vip.vip_index, |c| c.continuity_hits += 1);
+                return entry.node;
+            }
+        }
+    }
+    if ring != NO_NODE && flow.kind != Kind::IcmpError {
+        // A full table evicts its least recently used entry; nothing to handle on error.
+        let _ = CONN_TABLE.insert(&key, &FlowEntry { node: ring }, 0);
+    }
+    ring
+}
+
+/// Second chance: for a packet of an existing flow that is about to be delivered here, the
+/// previous ring's owner if that differs, is usable, and this node holds no socket for it.
+#[inline(always)]
+fn previous_owner(
+    ctx: &XdpContext,
+    cfg: &DataplaneConfig,
+    select: u32,
+    flow: &Flow,
+    hash: u32,
+) -> Option<u32> {
+    if matches!(flow.kind, Kind::Fragment | Kind::Tcp { syn: true }) {
+        return None;
+    }
+    let previous_slot = previous_slot(select);
+    if previous_slot == active_slot(select) {
+        return None;
+    }
+    let previous = ring_owner(cfg, previous_slot, hash);
+    if previous == cfg.self_node || !usable(previous) || has_local_socket(ctx, flow) {
+        return None;
+    }
+    Some(previous)
+}
+
+/// Whether this node's stack has a non-listening TCP socket (established, handshake in
+/// progress, or time-wait) for the flow.
+#[inline(never)]
+fn has_local_socket(ctx: &XdpContext, flow: &Flow) -> bool {
+    // SAFETY: an all-zero tuple is valid; we fill the family's part below.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    let t = &flow.tuple;
+    let size = if t.is_v4 {
+        tuple.__bindgen_anon_1.ipv4.saddr = u32::from_ne_bytes([t.src[12], t.src[13], t.src[14], t.src[15]]);
+        tuple.__bindgen_anon_1.ipv4.daddr = u32::from_ne_bytes([t.dst[12], t.dst[13], t.dst[14], t.dst[15]]);
+        tuple.__bindgen_anon_1.ipv4.sport = t.sport_be;
+        tuple.__bindgen_anon_1.ipv4.dport = t.dport_be;
+        12
+    } else {
+        tuple.__bindgen_anon_1.ipv6.saddr = ne_words(&t.src);
+        tuple.__bindgen_anon_1.ipv6.daddr = ne_words(&t.dst);
+        tuple.__bindgen_anon_1.ipv6.sport = t.sport_be;
+        tuple.__bindgen_anon_1.ipv6.dport = t.dport_be;
+        36
+    };
+    // SAFETY: `tuple` lives on our stack for the call; a returned socket is released below.
+    let sk = unsafe {
+        bpf_skc_lookup_tcp(ctx.as_ptr(), &mut tuple, size, BPF_F_CURRENT_NETNS as u64, 0)
+    };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: `sk` is a valid socket reference from the lookup, released right after the read.
+    let state = unsafe { (*sk).state };
+    unsafe { bpf_sk_release(sk.cast()) };
+    state != TCP_LISTEN
+}
+
+/// The 16 address bytes as four words in memory order (what the kernel's `__be32[4]` holds).
+#[inline(always)]
+fn ne_words(addr: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]),
+        u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]),
+        u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]),
+        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]),
+    ]
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    ctx: &XdpContext,
+    cfg: &DataplaneConfig,
+    l2: L2,
+    flow: &Flow,
+    vip: &VipInfo,
+    to: u32,
+    second_chance: bool,
+    hash: u32,
+) -> u32 {
+    let bytes = len(ctx) as u64;
+    let (Some(me), Some(peer)) = (node(cfg.self_node), node(to)) else {
+        counters::vip(vip.vip_index, |c| c.fib_failures += 1);
+        return xdp_action::XDP_DROP;
+    };
+    let outer = Encapsulation {
+        l3_off: l2.l3_off,
+        is_v4: l2.is_v4,
+        inner_len: flow.ip_len,
+        from: &me,
+        to: &peer,
+        second_chance,
+        hash,
+    };
+    match tunnel::encapsulate(ctx, &outer) {
+        Ok(action) => {
+            counters::vip(vip.vip_index, |c| {
+                c.forwarded += 1;
+                if second_chance {
+                    c.second_chance += 1;
+                }
+            });
+            counters::node(to, |c| {
+                c.packets += 1;
+                c.bytes += bytes;
+                c.forwarded += 1;
+            });
+            action
+        }
+        Err(_) => {
+            counters::vip(vip.vip_index, |c| c.fib_failures += 1);
+            xdp_action::XDP_DROP
+        }
+    }
+}
