@@ -15,5 +15,6 @@ pub const OUTER_TTL: u8 = 64;
 pub const V4_ID_SECOND_CHANCE: u16 = 0x5c5c;
 /// Bit of the outer IPv6 flow label that marks a second-chance packet.
 pub const V6_FLOW_SECOND_CHANCE: u32 = 0x8_0000;
-/// Mask of the outer IPv6 flow label bits that carry the flow's hash (entropy for ECMP).
+/// Mask of the outer IPv6 flow label bits copied from the inner packet's flow label (entropy
+/// for ECMP); the remaining bit is [`V6_FLOW_SECOND_CHANCE`].
 pub const V6_FLOW_HASH_MASK: u32 = 0x7_ffff;

@@ -23,8 +23,9 @@ pub const PROTO_TCP: u8 = 6;
 pub struct VipKey {
     /// Virtual IP; IPv4 as `::ffff:a.b.c.d`.
     pub addr: [u8; 16],
-    /// Destination port in network byte order; 0 for the address entry.
-    pub port_be: u16,
+    /// Destination port in host byte order (so that `bpftool map dump` shows `"port": 443`);
+    /// 0 for the address entry.
+    pub port: u16,
     /// IP protocol (only [`PROTO_TCP`] is steered today).
     pub proto: u8,
     pub _pad: u8,

@@ -5,6 +5,7 @@ use aya_ebpf::{
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
+use crate::parse::Parsed;
 use balancer_common::{
     conn::{FlowEntry, FlowKey},
     maps::{DEFAULT_CONN_TABLE_ENTRIES, MAX_NODES, MAX_VIPS, VIP_STATS_ENTRIES},
@@ -31,6 +32,11 @@ pub static CONN_TABLE: LruHashMap<FlowKey, FlowEntry, { DEFAULT_CONN_TABLE_ENTRI
 
 #[btf_map]
 pub static VIP_STATS: PerCpuArray<Counters, { VIP_STATS_ENTRIES as usize }> = PerCpuArray::new();
+
+/// Per-CPU scratch space for the parser's result (kernel-only, not pinned): keeps it off the
+/// BPF stack, which is 512 bytes for the whole call chain.
+#[btf_map]
+pub static PARSED: PerCpuArray<Parsed, 1> = PerCpuArray::new();
 
 #[btf_map]
 pub static NODE_STATS: PerCpuArray<Counters, { MAX_NODES as usize }> = PerCpuArray::new();

@@ -3,11 +3,27 @@
 use aya_ebpf::programs::XdpContext;
 use core::mem::size_of;
 
+/// Start of the packet. A volatile load, so LLVM cannot hoist it into a caller and pass it
+/// across a BPF-to-BPF call as a 32-bit value: the verifier refuses the zero-extension shift
+/// that would then be applied to a packet pointer.
+#[inline(always)]
+fn data(ctx: &XdpContext) -> usize {
+    // SAFETY: `ctx.ctx` is the kernel's `xdp_md` for this run.
+    unsafe { core::ptr::read_volatile(&(*ctx.ctx).data) as usize }
+}
+
+/// End of the packet (volatile for the same reason as [`data`]).
+#[inline(always)]
+fn data_end(ctx: &XdpContext) -> usize {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize }
+}
+
 /// A pointer to a `T` at `offset` bytes into the packet, if the packet is long enough.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
-    let start = ctx.data();
-    if start + offset + size_of::<T>() > ctx.data_end() {
+    let start = data(ctx);
+    if start + offset + size_of::<T>() > data_end(ctx) {
         return None;
     }
     Some((start + offset) as *const T)
@@ -30,5 +46,5 @@ pub fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
 /// Length of the packet in bytes.
 #[inline(always)]
 pub fn len(ctx: &XdpContext) -> usize {
-    ctx.data_end() - ctx.data()
+    data_end(ctx) - data(ctx)
 }

@@ -39,6 +39,7 @@ const MAX_EXTENSION_HEADERS: usize = 6;
 const MAX_IPV6_HEADER_CHAIN: usize = 512;
 
 /// Where the network header starts and which family it is.
+#[repr(C)]
 #[derive(Clone, Copy)]
 pub struct L2 {
     /// Offset of the IP header: 14, 18 or 22 (Ethernet, plus 0, 1 or 2 VLAN tags).
@@ -67,11 +68,15 @@ pub fn l2(ctx: &XdpContext) -> Option<L2> {
     }
 }
 
-/// What kind of packet a [`Flow`] is.
+/// What kind of packet a [`Flow`] is. Fieldless and `repr(u8)`: types in the signatures of
+/// BPF-to-BPF calls go into the object's BTF, which has no room for Rust's data-carrying enums.
+#[repr(u8)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A TCP segment; `syn` is a connection request (SYN without ACK).
-    Tcp { syn: bool },
+    /// A TCP segment other than a connection request.
+    Tcp,
+    /// A connection request (SYN without ACK).
+    TcpSyn,
     /// An IP fragment (first or not): no ports, steered by source address.
     Fragment,
     /// An ICMP error quoting one of our flows; the tuple is the quoted flow, client first.
@@ -79,29 +84,81 @@ pub enum Kind {
 }
 
 /// A packet for a (possible) VIP, with the fields steering needs.
+#[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Flow {
     pub tuple: FlowTuple,
     pub kind: Kind,
+    /// Offset of the IP header in the frame (after Ethernet and VLAN tags).
+    pub l3_off: u16,
     /// Length of the whole IP packet (header included), from its own length fields.
-    pub ip_len: usize,
+    pub ip_len: u16,
 }
 
 /// The parser's verdict on an IP packet.
-pub enum Parsed {
-    /// Not for the balancer at all (other protocol, not an error about TCP): pass.
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not for the balancer (too short to tell, other protocol, not an error about TCP): pass.
     NotOurs,
-    /// Broken or truncated after the destination address: drop if `dst` is a VIP address.
-    Malformed { dst: [u8; 16] },
-    /// An IPv4-in-IPv4 / IPv6-in-IPv6 packet: a peer's forwarded packet if `dst` is ours.
-    Tunnel { dst: [u8; 16], header_len: usize, second_chance: bool },
+    /// Broken or truncated after the destination address: drop if `flow.tuple.dst` is a VIP
+    /// address.
+    Malformed,
+    /// An IPv4-in-IPv4 / IPv6-in-IPv6 packet: a peer's forwarded packet if `flow.tuple.dst`
+    /// is our underlay address; `header_len` is the outer header's length.
+    Tunnel,
     /// A TCP segment, fragment or ICMP error, to look up in the VIP map.
-    Flow(Flow),
+    Flow,
+}
+
+/// What the parser found (a plain struct: see [`Kind`] for why not an enum with data).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Parsed {
+    pub verdict: Verdict,
+    /// For [`Verdict::Tunnel`]: the outer header marks a second-chance packet.
+    pub second_chance: bool,
+    /// For [`Verdict::Tunnel`]: length of the outer header.
+    pub header_len: u16,
+    /// For [`Verdict::Flow`]: the flow; otherwise only `tuple.dst` is meaningful.
+    pub flow: Flow,
+}
+
+impl Parsed {
+    #[inline(always)]
+    fn not_ours() -> Self {
+        Self::with(Verdict::NotOurs, [0; 16])
+    }
+
+    #[inline(always)]
+    fn malformed(dst: [u8; 16]) -> Self {
+        Self::with(Verdict::Malformed, dst)
+    }
+
+    #[inline(always)]
+    fn tunnel(dst: [u8; 16], header_len: usize, second_chance: bool) -> Self {
+        Self { second_chance, header_len: header_len as u16, ..Self::with(Verdict::Tunnel, dst) }
+    }
+
+    #[inline(always)]
+    fn flow(flow: Flow) -> Self {
+        Self { verdict: Verdict::Flow, second_chance: false, header_len: 0, flow }
+    }
+
+    #[inline(always)]
+    fn with(verdict: Verdict, dst: [u8; 16]) -> Self {
+        let tuple = FlowTuple { src: [0; 16], dst, sport_be: 0, dport_be: 0, proto: 0, is_v4: false };
+        Self { verdict, second_chance: false, header_len: 0, flow: Flow { tuple, kind: Kind::Tcp, l3_off: 0, ip_len: 0 } }
+    }
 }
 
 #[inline(always)]
-fn is_tcp_syn(tcp: &TcpHdr) -> bool {
-    tcp.syn() != 0 && tcp.ack() == 0
+fn tcp_kind(tcp: &TcpHdr) -> Kind {
+    if tcp.syn() != 0 && tcp.ack() == 0 {
+        Kind::TcpSyn
+    } else {
+        Kind::Tcp
+    }
 }
 
 /// Reads the TCP header at `l4_off`, which must fit in `l4_end` with its options.
@@ -126,13 +183,20 @@ fn quoted_ports(ctx: &XdpContext, off: usize) -> Option<(u16, u16)> {
     ))
 }
 
-/// Parses an IPv4 packet at `l3_off`. `None`: too short to tell where it goes, pass.
+/// Parses an IPv4 packet at `l3_off` into `out` (a per-CPU scratch slot, not the stack: BPF
+/// allows 512 bytes of stack for the whole call chain).
 /// Not inlined: a BPF-to-BPF call keeps its stack frame apart from the caller's.
 #[inline(never)]
-pub fn ipv4(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
+pub fn ipv4(ctx: &XdpContext, l3_off: usize, out: &mut Parsed) {
+    *out = parse_ipv4(ctx, l3_off).unwrap_or(Parsed::not_ours());
+}
+
+/// `None`: too short to tell where the packet goes.
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
     let ip: Ipv4Hdr = read(ctx, l3_off)?;
     let dst = v4_mapped(ip.dst_addr);
-    let malformed = Parsed::Malformed { dst };
+    let malformed = Parsed::malformed(dst);
     let header_len = ip.ihl() as usize * 4;
     let ip_len = u16::from_be_bytes(ip.tot_len) as usize;
     if ip.version() != 4 || header_len < Ipv4Hdr::LEN || ip_len < header_len {
@@ -150,14 +214,14 @@ pub fn ipv4(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
     if ip.proto == balancer_common::encap::PROTO_IPIP {
         let second_chance =
             u16::from_be_bytes(ip.id) == balancer_common::encap::V4_ID_SECOND_CHANCE;
-        return Some(Parsed::Tunnel { dst, header_len, second_chance });
+        return Some(Parsed::tunnel(dst, header_len, second_chance));
     }
     let tuple = FlowTuple { src, dst, sport_be: 0, dport_be: 0, proto: PROTO_TCP, is_v4: true };
     if more_fragments || fragment_offset != 0 {
         if ip.proto != PROTO_TCP {
-            return Some(Parsed::NotOurs);
+            return Some(Parsed::not_ours());
         }
-        return Some(Parsed::Flow(Flow { tuple, kind: Kind::Fragment, ip_len }));
+        return Some(Parsed::flow(Flow { tuple, kind: Kind::Fragment, l3_off: l3_off as u16, ip_len: ip_len as u16 }));
     }
     match ip.proto {
         PROTO_TCP => {
@@ -165,18 +229,20 @@ pub fn ipv4(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
                 return Some(malformed);
             };
             let tuple = FlowTuple { sport_be: u16::from_ne_bytes(tcp.source), dport_be: u16::from_ne_bytes(tcp.dest), ..tuple };
-            Some(Parsed::Flow(Flow { tuple, kind: Kind::Tcp { syn: is_tcp_syn(&tcp) }, ip_len }))
+            Some(Parsed::flow(Flow { tuple, kind: tcp_kind(&tcp), l3_off: l3_off as u16, ip_len: ip_len as u16 }))
         }
-        PROTO_ICMP => Some(icmpv4_error(ctx, l4_off, l4_end, ip_len).unwrap_or(Parsed::NotOurs)),
-        _ => Some(Parsed::NotOurs),
+        PROTO_ICMP => Some(icmpv4_error(ctx, l3_off, l4_off, l4_end, ip_len).unwrap_or(Parsed::not_ours())),
+        _ => Some(Parsed::not_ours()),
     }
 }
 
 /// An ICMPv4 destination-unreachable (fragmentation needed among them) or time-exceeded
 /// message quoting a TCP segment: steered as the quoted flow, seen from the client.
 #[inline(always)]
-fn icmpv4_error(ctx: &XdpContext, l4_off: usize, l4_end: usize, ip_len: usize) -> Option<Parsed> {
-    let icmp_type: u8 = read(ctx, l4_off)?;
+fn icmpv4_error(ctx: &XdpContext, l3_off: usize, l4_off: usize, l4_end: usize, ip_len: usize) -> Option<Parsed> {
+    // Type and code together: a one-byte bounds check compiles to a form the verifier does not
+    // credit with any range (`pkt + off < pkt_end` at offset 0).
+    let [icmp_type, _code]: [u8; 2] = read(ctx, l4_off)?;
     if icmp_type != ICMP_DEST_UNREACH && icmp_type != ICMP_TIME_EXCEEDED {
         return None;
     }
@@ -198,15 +264,21 @@ fn icmpv4_error(ctx: &XdpContext, l4_off: usize, l4_end: usize, ip_len: usize) -
         proto: PROTO_TCP,
         is_v4: true,
     };
-    Some(Parsed::Flow(Flow { tuple, kind: Kind::IcmpError, ip_len }))
+    Some(Parsed::flow(Flow { tuple, kind: Kind::IcmpError, l3_off: l3_off as u16, ip_len: ip_len as u16 }))
 }
 
-/// Parses an IPv6 packet at `l3_off`. `None`: too short to tell where it goes, pass.
+/// Parses an IPv6 packet at `l3_off` into `out` (as [`ipv4`]).
 #[inline(never)]
-pub fn ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
+pub fn ipv6(ctx: &XdpContext, l3_off: usize, out: &mut Parsed) {
+    *out = parse_ipv6(ctx, l3_off).unwrap_or(Parsed::not_ours());
+}
+
+/// `None`: too short to tell where the packet goes.
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
     let ip: Ipv6Hdr = read(ctx, l3_off)?;
     let dst = ip.dst_addr;
-    let malformed = Parsed::Malformed { dst };
+    let malformed = Parsed::malformed(dst);
     let ip_len = Ipv6Hdr::LEN + u16::from_be_bytes(ip.payload_len) as usize;
     if ip.version() != 6 || l3_off + ip_len > len(ctx) {
         return Some(malformed);
@@ -215,40 +287,32 @@ pub fn ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
     if ip.next_hdr == balancer_common::encap::PROTO_IPV6 {
         let flow = u32::from_be_bytes(ip.vcf) & 0x000f_ffff;
         let second_chance = flow & balancer_common::encap::V6_FLOW_SECOND_CHANCE != 0;
-        return Some(Parsed::Tunnel { dst, header_len: Ipv6Hdr::LEN, second_chance });
+        return Some(Parsed::tunnel(dst, Ipv6Hdr::LEN, second_chance));
     }
     let mut next = ip.next_hdr;
     let mut off = l3_off + Ipv6Hdr::LEN;
     let mut fragment = false;
     for _ in 0..MAX_EXTENSION_HEADERS {
-        let ext_len = match next {
+        // Each extension header starts with its next-header byte and a length byte.
+        let (next_header, ext_len) = match next {
             0 | 43 | 60 | 135 | 139 | 140 => {
-                let ext: [u8; 2] = match read(ctx, off) {
-                    Some(e) => e,
-                    None => return Some(malformed),
-                };
-                (ext[1] as usize + 1) * 8
+                let Some(ext) = read::<[u8; 2]>(ctx, off) else { return Some(malformed) };
+                (ext[0], (ext[1] as usize + 1) * 8)
             }
             51 => {
-                let ext: [u8; 2] = match read(ctx, off) {
-                    Some(e) => e,
-                    None => return Some(malformed),
-                };
-                (ext[1] as usize + 2) * 4
+                let Some(ext) = read::<[u8; 2]>(ctx, off) else { return Some(malformed) };
+                (ext[0], (ext[1] as usize + 2) * 4)
             }
             44 => {
-                let ext: [u8; 4] = match read(ctx, off) {
-                    Some(e) => e,
-                    None => return Some(malformed),
-                };
+                let Some(ext) = read::<[u8; 4]>(ctx, off) else { return Some(malformed) };
                 let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
                 // Offset in the top 13 bits, M flag in the lowest: either makes a fragment.
                 fragment = fragment || offset_flags & 0xfff9 != 0;
-                8
+                (ext[0], 8)
             }
             _ => break,
         };
-        next = read::<u8>(ctx, off).unwrap_or(255);
+        next = next_header;
         off += ext_len;
         if off > l3_off + MAX_IPV6_HEADER_CHAIN || off > l4_end {
             return Some(malformed);
@@ -257,9 +321,9 @@ pub fn ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
     let tuple = FlowTuple { src: ip.src_addr, dst, sport_be: 0, dport_be: 0, proto: PROTO_TCP, is_v4: false };
     if fragment {
         if next != PROTO_TCP {
-            return Some(Parsed::NotOurs);
+            return Some(Parsed::not_ours());
         }
-        return Some(Parsed::Flow(Flow { tuple, kind: Kind::Fragment, ip_len }));
+        return Some(Parsed::flow(Flow { tuple, kind: Kind::Fragment, l3_off: l3_off as u16, ip_len: ip_len as u16 }));
     }
     match next {
         PROTO_TCP => {
@@ -267,20 +331,22 @@ pub fn ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
                 return Some(malformed);
             };
             let tuple = FlowTuple { sport_be: u16::from_ne_bytes(tcp.source), dport_be: u16::from_ne_bytes(tcp.dest), ..tuple };
-            Some(Parsed::Flow(Flow { tuple, kind: Kind::Tcp { syn: is_tcp_syn(&tcp) }, ip_len }))
+            Some(Parsed::flow(Flow { tuple, kind: tcp_kind(&tcp), l3_off: l3_off as u16, ip_len: ip_len as u16 }))
         }
-        PROTO_ICMPV6 => Some(icmpv6_error(ctx, off, l4_end, ip_len).unwrap_or(Parsed::NotOurs)),
+        PROTO_ICMPV6 => Some(icmpv6_error(ctx, l3_off, off, l4_end, ip_len).unwrap_or(Parsed::not_ours())),
         // Extension headers beyond the walk limit, before TCP: treat as malformed if for us.
         0 | 43 | 44 | 51 | 60 | 135 | 139 | 140 => Some(malformed),
-        _ => Some(Parsed::NotOurs),
+        _ => Some(Parsed::not_ours()),
     }
 }
 
 /// An ICMPv6 destination-unreachable, packet-too-big or time-exceeded message quoting a TCP
 /// segment (directly after the quoted IPv6 header).
 #[inline(always)]
-fn icmpv6_error(ctx: &XdpContext, l4_off: usize, l4_end: usize, ip_len: usize) -> Option<Parsed> {
-    let icmp_type: u8 = read(ctx, l4_off)?;
+fn icmpv6_error(ctx: &XdpContext, l3_off: usize, l4_off: usize, l4_end: usize, ip_len: usize) -> Option<Parsed> {
+    // Type and code together: a one-byte bounds check compiles to a form the verifier does not
+    // credit with any range (`pkt + off < pkt_end` at offset 0).
+    let [icmp_type, _code]: [u8; 2] = read(ctx, l4_off)?;
     if icmp_type != ICMPV6_DEST_UNREACH
         && icmp_type != ICMPV6_PACKET_TOO_BIG
         && icmp_type != ICMPV6_TIME_EXCEEDED
@@ -304,5 +370,5 @@ fn icmpv6_error(ctx: &XdpContext, l4_off: usize, l4_end: usize, ip_len: usize) -
         proto: PROTO_TCP,
         is_v4: false,
     };
-    Some(Parsed::Flow(Flow { tuple, kind: Kind::IcmpError, ip_len }))
+    Some(Parsed::flow(Flow { tuple, kind: Kind::IcmpError, l3_off: l3_off as u16, ip_len: ip_len as u16 }))
 }

@@ -22,16 +22,20 @@
 //!
 //! SYNs always follow the active ring, so new connections go to the new owner at once. The
 //! socket lookup is done only for slots whose owner changed in the last ring change.
-//! Known limit: an established flow survives one ring change per node set and both
-//! mechanisms above; a flow whose receiving node changes and whose slot moved in *two*
-//! successive changes loses its previous owner.
+//! Known limit: a flow whose receiving node changes *and* whose slot moved in two successive
+//! ring changes has lost its previous owner.
+//!
+//! ## Stack
+//! BPF allows 512 bytes of stack for the whole call chain. The steps with large locals are
+//! BPF-to-BPF calls (`steer`, `forward`, and the parser and tunnel functions) so that their
+//! frames are not all live at once; node entries are used in place in map memory.
 
 use crate::{
     counters,
-    maps::{CONFIG, CONN_TABLE, NODES, RING, VIPS},
+    maps::{CONFIG, CONN_TABLE, NODES, PARSED, RING, VIPS},
     packet::len,
-    parse::{self, Flow, Kind, Parsed, L2},
-    tunnel::{self, Encapsulation},
+    parse::{self, Flow, Kind, Parsed, Verdict, L2},
+    tunnel::{self, Hop},
 };
 use aya_ebpf::{
     bindings::{bpf_sock_tuple, xdp_action, BPF_F_CURRENT_NETNS},
@@ -48,13 +52,16 @@ use balancer_common::{
 
 const TCP_LISTEN: u32 = 10;
 
-/// How a packet reached this node.
-#[derive(Clone, Copy)]
+/// How a packet reached this node (fieldless: see `parse::Kind` on BTF).
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Arrival {
     /// From the network, for a VIP.
     Direct,
-    /// Encapsulated by a peer that chose this node (or, `second_chance`, its previous owner).
-    FromPeer { second_chance: bool },
+    /// Encapsulated by a peer that chose this node as the owner.
+    FromPeer,
+    /// Encapsulated by a peer that had no socket for it: this node is the previous owner.
+    FromPeerSecondChance,
 }
 
 /// Entry point of the steering program.
@@ -69,34 +76,60 @@ pub fn balance(ctx: &XdpContext) -> u32 {
     let Some(l2) = parse::l2(ctx) else {
         return xdp_action::XDP_PASS;
     };
-    match parse_ip(ctx, l2) {
-        None | Some(Parsed::NotOurs) => xdp_action::XDP_PASS,
-        Some(Parsed::Malformed { dst }) => malformed(dst),
-        Some(Parsed::Tunnel { dst, header_len, second_chance }) => {
+    let Some(parsed) = parse_ip(ctx, l2) else {
+        return xdp_action::XDP_PASS;
+    };
+    match parsed.verdict {
+        Verdict::NotOurs => xdp_action::XDP_PASS,
+        Verdict::Malformed => malformed(parsed.flow.tuple.dst),
+        Verdict::Tunnel => {
+            let (dst, header_len, second_chance) = (parsed.flow.tuple.dst, parsed.header_len, parsed.second_chance);
             from_peer(ctx, &cfg, l2, dst, header_len, second_chance)
         }
-        Some(Parsed::Flow(flow)) => match vip_of(&flow) {
-            Some(vip) => steer(ctx, &cfg, &Packet { l2, flow, vip }, Arrival::Direct),
+        Verdict::Flow => match vip_of(&parsed.flow) {
+            Some(vip) => act(ctx, &cfg, &parsed.flow, &vip, Arrival::Direct),
             None => xdp_action::XDP_PASS,
         },
     }
 }
 
+/// Decides ([`steer`]) and acts: pass here, or forward ([`forward`]). The two are separate
+/// calls so that their stack frames are never live at the same time.
 #[inline(always)]
-fn parse_ip(ctx: &XdpContext, l2: L2) -> Option<Parsed> {
-    if l2.is_v4 {
-        parse::ipv4(ctx, l2.l3_off)
-    } else {
-        parse::ipv6(ctx, l2.l3_off)
+fn act(ctx: &XdpContext, cfg: &DataplaneConfig, flow: &Flow, vip: &VipInfo, arrival: Arrival) -> u32 {
+    let decision = steer(ctx, cfg, flow, vip, arrival);
+    if decision == DELIVER_LOCALLY {
+        return xdp_action::XDP_PASS;
     }
+    let hop = Hop { to: decision as u32, second_chance: decision & SECOND_CHANCE != 0 };
+    forward(ctx, cfg, flow, vip, &hop)
+}
+
+/// [`steer`]'s answer when the packet goes up this node's stack.
+const DELIVER_LOCALLY: u64 = 0;
+/// Bit of [`steer`]'s answer marking a second-chance forward; the low 32 bits are the node.
+const SECOND_CHANCE: u64 = 1 << 32;
+
+/// Parses the IP packet into this CPU's scratch slot (`None` only if the slot is missing).
+#[inline(always)]
+fn parse_ip(ctx: &XdpContext, l2: L2) -> Option<&'static Parsed> {
+    let out = PARSED.get_ptr_mut(0)?;
+    // SAFETY: this CPU's own slot, used by this program run only, until it returns.
+    let out = unsafe { &mut *out };
+    if l2.is_v4 {
+        parse::ipv4(ctx, l2.l3_off, out);
+    } else {
+        parse::ipv6(ctx, l2.l3_off, out);
+    }
+    Some(out)
 }
 
 /// The VIP a flow is for: by (address, port) for TCP and ICMP errors, by the address entry
 /// for fragments (which carry no port).
 #[inline(always)]
 fn vip_of(flow: &Flow) -> Option<VipInfo> {
-    let port_be = if flow.kind == Kind::Fragment { 0 } else { flow.tuple.dport_be };
-    let key = VipKey { addr: flow.tuple.dst, port_be, proto: PROTO_TCP, _pad: 0 };
+    let port = if flow.kind == Kind::Fragment { 0 } else { u16::from_be(flow.tuple.dport_be) };
+    let key = VipKey { addr: flow.tuple.dst, port, proto: PROTO_TCP, _pad: 0 };
     // SAFETY: the value is copied out at once; no reference outlives the lookup.
     unsafe { VIPS.get(&key).copied() }
 }
@@ -104,7 +137,7 @@ fn vip_of(flow: &Flow) -> Option<VipInfo> {
 /// A broken packet: dropped if it is addressed to one of our VIP addresses, else passed.
 #[inline(always)]
 fn malformed(dst: [u8; 16]) -> u32 {
-    let key = VipKey { addr: dst, port_be: 0, proto: PROTO_TCP, _pad: 0 };
+    let key = VipKey { addr: dst, port: 0, proto: PROTO_TCP, _pad: 0 };
     // SAFETY: copied out at once.
     match unsafe { VIPS.get(&key).copied() } {
         Some(vip) => {
@@ -115,9 +148,10 @@ fn malformed(dst: [u8; 16]) -> u32 {
     }
 }
 
+/// A node's entry, in place in the map (array slots are stable for the program's run).
 #[inline(always)]
-fn node(id: u32) -> Option<NodeInfo> {
-    NODES.get(id).copied()
+fn node(id: u32) -> Option<&'static NodeInfo> {
+    NODES.get(id)
 }
 
 #[inline(always)]
@@ -128,19 +162,17 @@ fn usable(id: u32) -> bool {
 /// The node in slot `hash % ring_size` of ring `slot`.
 #[inline(always)]
 fn ring_owner(cfg: &DataplaneConfig, slot: u32, hash: u32) -> u32 {
-    RING.get(slot * cfg.ring_size + hash % cfg.ring_size).copied().unwrap_or(NO_NODE)
+    // `checked_rem`: a remainder by a possibly-zero size would pull in a panic path, which the
+    // verifier refuses; `balance` passes everything while the ring size is still zero.
+    let Some(index) = hash.checked_rem(cfg.ring_size) else {
+        return NO_NODE;
+    };
+    RING.get(slot * cfg.ring_size + index).copied().unwrap_or(NO_NODE)
 }
 
 /// An encapsulated packet: ours if the outer destination is our underlay address.
 #[inline(always)]
-fn from_peer(
-    ctx: &XdpContext,
-    cfg: &DataplaneConfig,
-    l2: L2,
-    dst: [u8; 16],
-    header_len: usize,
-    second_chance: bool,
-) -> u32 {
+fn from_peer(ctx: &XdpContext, cfg: &DataplaneConfig, l2: L2, dst: [u8; 16], header_len: u16, second_chance: bool) -> u32 {
     let Some(me) = node(cfg.self_node) else {
         return xdp_action::XDP_PASS;
     };
@@ -148,20 +180,21 @@ fn from_peer(
     if dst != mine {
         return xdp_action::XDP_PASS;
     }
-    if tunnel::decapsulate(ctx, l2.l3_off, header_len).is_none() {
+    let arrival = if second_chance { Arrival::FromPeerSecondChance } else { Arrival::FromPeer };
+    if !tunnel::decapsulate(ctx, l2.l3_off, header_len as usize) {
         counters::unattributed_malformed();
         return xdp_action::XDP_DROP;
     }
     // Only a VIP flow may come out of our tunnel; anything else is dropped, not delivered.
-    let flow = match parse_ip(ctx, l2) {
-        Some(Parsed::Flow(flow)) => flow,
-        _ => {
-            counters::unattributed_malformed();
-            return xdp_action::XDP_DROP;
-        }
+    let Some(inner) = parse_ip(ctx, l2) else {
+        return xdp_action::XDP_DROP;
     };
-    match vip_of(&flow) {
-        Some(vip) => steer(ctx, cfg, &Packet { l2, flow, vip }, Arrival::FromPeer { second_chance }),
+    if inner.verdict != Verdict::Flow {
+        counters::unattributed_malformed();
+        return xdp_action::XDP_DROP;
+    }
+    match vip_of(&inner.flow) {
+        Some(vip) => act(ctx, cfg, &inner.flow, &vip, arrival),
         None => {
             counters::unattributed_malformed();
             xdp_action::XDP_DROP
@@ -169,18 +202,12 @@ fn from_peer(
     }
 }
 
-/// A parsed packet for one of our VIPs.
-struct Packet {
-    l2: L2,
-    flow: Flow,
-    vip: VipInfo,
-}
-
-/// Not inlined: called for direct and decapsulated packets alike (one copy of the code), and
-/// a BPF-to-BPF call keeps its stack frame apart from the callers'.
+/// Chooses where the packet goes: [`DELIVER_LOCALLY`] (counted here), or a node id, with
+/// [`SECOND_CHANCE`] set if it goes to the previous owner. A plain integer, returned in a
+/// register. Not inlined: one copy serves direct and decapsulated packets, and its frame is
+/// gone before [`forward`]'s.
 #[inline(never)]
-fn steer(ctx: &XdpContext, cfg: &DataplaneConfig, pkt: &Packet, arrival: Arrival) -> u32 {
-    let (l2, flow, vip) = (pkt.l2, &pkt.flow, &pkt.vip);
+fn steer(ctx: &XdpContext, cfg: &DataplaneConfig, flow: &Flow, vip: &VipInfo, arrival: Arrival) -> u64 {
     let bytes = len(ctx) as u64;
     counters::vip(vip.vip_index, |c| {
         c.packets += 1;
@@ -195,11 +222,13 @@ fn steer(ctx: &XdpContext, cfg: &DataplaneConfig, pkt: &Packet, arrival: Arrival
     let hash = affinity_hash(cfg.hash_seed, affinity, &flow.tuple);
     let select = cfg.ring_select;
     let owner = match arrival {
-        Arrival::FromPeer { second_chance } => {
+        Arrival::FromPeerSecondChance => {
             counters::vip(vip.vip_index, |c| c.decapsulated += 1);
-            if second_chance {
-                return deliver_local(cfg, vip, bytes);
-            }
+            deliver_local(cfg, vip, bytes);
+            return DELIVER_LOCALLY;
+        }
+        Arrival::FromPeer => {
+            counters::vip(vip.vip_index, |c| c.decapsulated += 1);
             cfg.self_node
         }
         Arrival::Direct => {
@@ -208,23 +237,24 @@ fn steer(ctx: &XdpContext, cfg: &DataplaneConfig, pkt: &Packet, arrival: Arrival
         }
     };
     if owner != NO_NODE && owner != cfg.self_node {
-        return forward(ctx, cfg, l2, flow, vip, owner, false, hash);
+        return owner as u64;
     }
-    match previous_owner(ctx, cfg, select, flow, hash) {
-        Some(previous) => forward(ctx, cfg, l2, flow, vip, previous, true, hash),
-        None => deliver_local(cfg, vip, bytes),
+    let previous = previous_owner(ctx, cfg, select, flow, hash);
+    if previous != NO_NODE {
+        return previous as u64 | SECOND_CHANCE;
     }
+    deliver_local(cfg, vip, bytes);
+    DELIVER_LOCALLY
 }
 
 #[inline(always)]
-fn deliver_local(cfg: &DataplaneConfig, vip: &VipInfo, bytes: u64) -> u32 {
+fn deliver_local(cfg: &DataplaneConfig, vip: &VipInfo, bytes: u64) {
     counters::vip(vip.vip_index, |c| c.passed_local += 1);
     counters::node(cfg.self_node, |c| {
         c.packets += 1;
         c.bytes += bytes;
         c.passed_local += 1;
     });
-    xdp_action::XDP_PASS
 }
 
 /// The node this flow should go to given the connection table (SYNs always take the ring's
@@ -233,8 +263,8 @@ fn deliver_local(cfg: &DataplaneConfig, vip: &VipInfo, bytes: u64) -> u32 {
 fn continuity_owner(flow: &Flow, ring: u32, vip: &VipInfo) -> u32 {
     let syn = match flow.kind {
         Kind::Fragment => return ring,
-        Kind::Tcp { syn } => syn,
-        Kind::IcmpError => false,
+        Kind::TcpSyn => true,
+        Kind::Tcp | Kind::IcmpError => false,
     };
     let t = &flow.tuple;
     let key = FlowKey {
@@ -265,27 +295,22 @@ fn continuity_owner(flow: &Flow, ring: u32, vip: &VipInfo) -> u32 {
 }
 
 /// Second chance: for a packet of an existing flow that is about to be delivered here, the
-/// previous ring's owner if that differs, is usable, and this node holds no socket for it.
+/// previous ring's owner if that differs, is usable, and this node holds no socket for the
+/// flow; [`NO_NODE`] otherwise.
 #[inline(always)]
-fn previous_owner(
-    ctx: &XdpContext,
-    cfg: &DataplaneConfig,
-    select: u32,
-    flow: &Flow,
-    hash: u32,
-) -> Option<u32> {
-    if matches!(flow.kind, Kind::Fragment | Kind::Tcp { syn: true }) {
-        return None;
+fn previous_owner(ctx: &XdpContext, cfg: &DataplaneConfig, select: u32, flow: &Flow, hash: u32) -> u32 {
+    if matches!(flow.kind, Kind::Fragment | Kind::TcpSyn) {
+        return NO_NODE;
     }
     let previous_slot = previous_slot(select);
     if previous_slot == active_slot(select) {
-        return None;
+        return NO_NODE;
     }
     let previous = ring_owner(cfg, previous_slot, hash);
     if previous == cfg.self_node || !usable(previous) || has_local_socket(ctx, flow) {
-        return None;
+        return NO_NODE;
     }
-    Some(previous)
+    previous
 }
 
 /// Whether this node's stack has a non-listening TCP socket (established, handshake in
@@ -309,9 +334,7 @@ fn has_local_socket(ctx: &XdpContext, flow: &Flow) -> bool {
         36
     };
     // SAFETY: `tuple` lives on our stack for the call; a returned socket is released below.
-    let sk = unsafe {
-        bpf_skc_lookup_tcp(ctx.as_ptr(), &mut tuple, size, BPF_F_CURRENT_NETNS as u64, 0)
-    };
+    let sk = unsafe { bpf_skc_lookup_tcp(ctx.as_ptr(), &mut tuple, size, BPF_F_CURRENT_NETNS as u64, 0) };
     if sk.is_null() {
         return false;
     }
@@ -332,50 +355,29 @@ fn ne_words(addr: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn forward(
-    ctx: &XdpContext,
-    cfg: &DataplaneConfig,
-    l2: L2,
-    flow: &Flow,
-    vip: &VipInfo,
-    to: u32,
-    second_chance: bool,
-    hash: u32,
-) -> u32 {
+/// Encapsulates the packet to `hop.to` and sends it; counts it.
+#[inline(never)]
+fn forward(ctx: &XdpContext, cfg: &DataplaneConfig, flow: &Flow, vip: &VipInfo, hop: &Hop) -> u32 {
     let bytes = len(ctx) as u64;
-    let (Some(me), Some(peer)) = (node(cfg.self_node), node(to)) else {
+    let (Some(me), Some(peer)) = (node(cfg.self_node), node(hop.to)) else {
         counters::vip(vip.vip_index, |c| c.fib_failures += 1);
         return xdp_action::XDP_DROP;
     };
-    let outer = Encapsulation {
-        l3_off: l2.l3_off,
-        is_v4: l2.is_v4,
-        inner_len: flow.ip_len,
-        from: &me,
-        to: &peer,
-        second_chance,
-        hash,
-    };
-    match tunnel::encapsulate(ctx, &outer) {
-        Ok(action) => {
-            counters::vip(vip.vip_index, |c| {
-                c.forwarded += 1;
-                if second_chance {
-                    c.second_chance += 1;
-                }
-            });
-            counters::node(to, |c| {
-                c.packets += 1;
-                c.bytes += bytes;
-                c.forwarded += 1;
-            });
-            action
-        }
-        Err(_) => {
-            counters::vip(vip.vip_index, |c| c.fib_failures += 1);
-            xdp_action::XDP_DROP
-        }
+    let action = tunnel::encapsulate(ctx, flow, me, peer, hop);
+    if action == tunnel::NO_ROUTE {
+        counters::vip(vip.vip_index, |c| c.fib_failures += 1);
+        return xdp_action::XDP_DROP;
     }
+    counters::vip(vip.vip_index, |c| {
+        c.forwarded += 1;
+        if hop.second_chance {
+            c.second_chance += 1;
+        }
+    });
+    counters::node(hop.to, |c| {
+        c.packets += 1;
+        c.bytes += bytes;
+        c.forwarded += 1;
+    });
+    action
 }

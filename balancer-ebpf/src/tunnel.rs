@@ -9,7 +9,7 @@
 //! stack as if it had arrived directly.
 
 use crate::packet::{ptr_at_mut, read};
-use crate::parse::{ETH_P_IP, ETH_P_IPV6};
+use crate::parse::{Flow, ETH_P_IP, ETH_P_IPV6};
 use aya_ebpf::{
     bindings::{
         bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT,
@@ -30,61 +30,48 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const IPV4_DONT_FRAGMENT: u16 = 0x4000;
 
-/// Why a packet could not be forwarded (it is dropped and counted as a fib failure).
-pub struct NoRoute;
+/// Returned by [`encapsulate`] when the packet cannot be forwarded (no route or neighbour to
+/// the peer, no underlay address of the family, no headroom): drop it and count it.
+/// Not a `Result`: see `parse::Kind` on what BTF allows in BPF-to-BPF signatures.
+pub const NO_ROUTE: u32 = u32::MAX;
 
-/// One packet to forward: where its IP header is, and the outer header's fields.
-pub struct Encapsulation<'a> {
-    /// Offset of the inner IP header (after Ethernet and any VLAN tags).
-    pub l3_off: usize,
-    pub is_v4: bool,
-    /// Length of the inner IP packet.
-    pub inner_len: usize,
-    pub from: &'a NodeInfo,
-    pub to: &'a NodeInfo,
+/// The largest Ethernet header we parse: Ethernet plus two VLAN tags. Checking offsets
+/// against it also keeps them bounded for the verifier.
+const MAX_L2_LEN: usize = EthHdr::LEN + 2 * VlanHdr::LEN;
+
+struct NoRoute;
+
+/// Where a forwarded packet goes, and how its outer header is marked.
+#[repr(C)]
+pub struct Hop {
+    /// Node id of the receiver.
+    pub to: u32,
+    /// Sent on to the previous owner (the receiver must not send it on again).
     pub second_chance: bool,
-    /// The flow's affinity hash: entropy for the IPv6 flow label.
-    pub hash: u32,
-}
-
-struct NextHop {
-    ifindex: u32,
-    smac: [u8; 6],
-    dmac: [u8; 6],
 }
 
 /// Output-route lookup from our underlay address to the peer's, constrained to the ingress
 /// interface (BPF_FIB_LOOKUP_OUTPUT: no need for IP forwarding to be enabled on the node).
+/// On success `params` holds the egress ifindex and the Ethernet addresses.
 #[inline(always)]
-fn next_hop(ctx: &XdpContext, is_v4: bool, outer: &Encapsulation, outer_len: u16) -> Result<NextHop, NoRoute> {
-    // SAFETY: an all-zero `bpf_fib_lookup` is a valid "no fields set" request.
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
-    params.ifindex = ctx.ingress_ifindex() as u32;
-    params.__bindgen_anon_1.tot_len = outer_len;
+fn next_hop(ctx: &XdpContext, params: &mut FibParams, from: &NodeInfo, to: &NodeInfo, is_v4: bool) -> Result<(), NoRoute> {
     if is_v4 {
         params.family = AF_INET;
         params.l4_protocol = encap::PROTO_IPIP;
-        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(outer.from.underlay_v4);
-        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(outer.to.underlay_v4);
+        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(from.underlay_v4);
+        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(to.underlay_v4);
     } else {
         params.family = AF_INET6;
         params.l4_protocol = encap::PROTO_IPV6;
-        params.__bindgen_anon_3.ipv6_src = words(&outer.from.underlay_v6);
-        params.__bindgen_anon_4.ipv6_dst = words(&outer.to.underlay_v6);
+        params.__bindgen_anon_3.ipv6_src = words(&from.underlay_v6);
+        params.__bindgen_anon_4.ipv6_dst = words(&to.underlay_v6);
     }
     // SAFETY: `params` is a valid, fully sized `bpf_fib_lookup` on our stack.
-    let ret = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            &mut params,
-            size_of::<FibParams>() as i32,
-            BPF_FIB_LOOKUP_OUTPUT,
-        )
-    };
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), params, size_of::<FibParams>() as i32, BPF_FIB_LOOKUP_OUTPUT) };
     if ret != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return Err(NoRoute);
     }
-    Ok(NextHop { ifindex: params.ifindex, smac: params.smac, dmac: params.dmac })
+    Ok(())
 }
 
 #[inline(always)]
@@ -97,104 +84,121 @@ fn words(addr: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
-/// The Internet checksum of an IPv4 header built on the stack.
+/// The Internet checksum of the IPv4 header at `offset` (its checksum field zeroed).
 #[inline(always)]
-fn ipv4_checksum(ip: &Ipv4Hdr) -> u16 {
-    // SAFETY: `Ipv4Hdr` is 20 bytes of plain data; we read it as ten 16-bit words.
-    let bytes: [u8; Ipv4Hdr::LEN] = unsafe { core::mem::transmute_copy(ip) };
+fn ipv4_checksum(ctx: &XdpContext, offset: usize) -> Result<u16, NoRoute> {
+    let words: [[u8; 2]; Ipv4Hdr::LEN / 2] = read(ctx, offset).ok_or(NoRoute)?;
     let mut sum = 0u32;
-    for i in 0..Ipv4Hdr::LEN / 2 {
-        sum += u16::from_be_bytes([bytes[2 * i], bytes[2 * i + 1]]) as u32;
+    for w in words {
+        sum += u16::from_be_bytes(w) as u32;
     }
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
+    Ok(!(sum as u16))
 }
 
-#[inline(always)]
-fn outer_v4(outer: &Encapsulation, inner_len: usize, tos: u8) -> Ipv4Hdr {
-    let id = if outer.second_chance { encap::V4_ID_SECOND_CHANCE } else { 0 };
-    let mut ip = Ipv4Hdr {
-        vihl: 0x45,
-        tos,
-        tot_len: ((inner_len + Ipv4Hdr::LEN) as u16).to_be_bytes(),
-        id: id.to_be_bytes(),
-        frags: IPV4_DONT_FRAGMENT.to_be_bytes(),
-        ttl: encap::OUTER_TTL,
-        proto: encap::PROTO_IPIP,
-        check: [0; 2],
-        src_addr: outer.from.underlay_v4,
-        dst_addr: outer.to.underlay_v4,
-    };
-    ip.check = ipv4_checksum(&ip).to_be_bytes();
-    ip
-}
-
-#[inline(always)]
-fn outer_v6(outer: &Encapsulation, inner_len: usize, traffic_class: u8) -> Ipv6Hdr {
-    let mut flow = outer.hash & encap::V6_FLOW_HASH_MASK;
-    if outer.second_chance {
-        flow |= encap::V6_FLOW_SECOND_CHANCE;
-    }
-    Ipv6Hdr {
-        vcf: ((6u32 << 28) | ((traffic_class as u32) << 20) | flow).to_be_bytes(),
-        payload_len: (inner_len as u16).to_be_bytes(),
-        next_hdr: encap::PROTO_IPV6,
-        hop_limit: encap::OUTER_TTL,
-        src_addr: outer.from.underlay_v6,
-        dst_addr: outer.to.underlay_v6,
-    }
-}
-
-/// Encapsulates the IP packet towards `outer.to` and returns the XDP action that sends it.
+/// Encapsulates the flow's IP packet from node `from` to node `hop.to` (`to`) and returns the
+/// XDP action that sends it, or [`NO_ROUTE`].
 #[inline(never)]
-pub fn encapsulate(ctx: &XdpContext, outer: &Encapsulation) -> Result<u32, NoRoute> {
-    let (l3_off, is_v4, inner_len) = (outer.l3_off, outer.is_v4, outer.inner_len);
+pub fn encapsulate(ctx: &XdpContext, flow: &Flow, from: &NodeInfo, to: &NodeInfo, hop: &Hop) -> u32 {
+    try_encapsulate(ctx, flow, from, to, hop).unwrap_or(NO_ROUTE)
+}
+
+#[inline(always)]
+fn try_encapsulate(ctx: &XdpContext, flow: &Flow, from: &NodeInfo, to: &NodeInfo, hop: &Hop) -> Result<u32, NoRoute> {
+    let (l3_off, is_v4, inner_len) = (flow.l3_off as usize, flow.tuple.is_v4, flow.ip_len as usize);
+    if l3_off > MAX_L2_LEN {
+        return Err(NoRoute);
+    }
     let has_family = if is_v4 {
-        outer.from.underlay_v4 != [0; 4] && outer.to.underlay_v4 != [0; 4]
+        from.underlay_v4 != [0; 4] && to.underlay_v4 != [0; 4]
     } else {
-        outer.from.underlay_v6 != [0; 16] && outer.to.underlay_v6 != [0; 16]
+        from.underlay_v6 != [0; 16] && to.underlay_v6 != [0; 16]
     };
     if !has_family {
         return Err(NoRoute);
     }
     let outer_len = if is_v4 { Ipv4Hdr::LEN } else { Ipv6Hdr::LEN };
-    let hop = next_hop(ctx, is_v4, outer, (inner_len + outer_len) as u16)?;
-    // The inner header's TOS / traffic class byte(s), copied to the outer header (RFC 2983).
-    let class: [u8; 2] = read(ctx, l3_off).ok_or(NoRoute)?;
+    // Read once, straight from the context: the verifier refuses a ctx access through a
+    // pointer LLVM has offset and kept in a register.
+    let ingress = ctx.ingress_ifindex() as u32;
+    // SAFETY: an all-zero `bpf_fib_lookup` is a valid "no fields set" request.
+    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    params.ifindex = ingress;
+    params.__bindgen_anon_1.tot_len = (inner_len + outer_len) as u16;
+    next_hop(ctx, &mut params, from, to, is_v4)?;
+    // The inner header's first word: TOS / traffic class, copied to the outer header
+    // (RFC 2983), and for IPv6 the flow label, kept as the outer label (ECMP entropy).
+    let first_word: [u8; 4] = read(ctx, l3_off).ok_or(NoRoute)?;
     let grow = (EthHdr::LEN + outer_len) as i32 - l3_off as i32;
     // SAFETY: adjusting the head of our own packet; on failure the packet is unchanged.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
         return Err(NoRoute);
     }
-    let ether_type = if is_v4 { ETH_P_IP } else { ETH_P_IPV6 };
-    let eth = EthHdr { dst_addr: hop.dmac, src_addr: hop.smac, ether_type: ether_type.to_be() };
-    let eth_ptr = ptr_at_mut::<EthHdr>(ctx, 0).ok_or(NoRoute)?;
-    // SAFETY: `ptr_at_mut` checked the bounds; header structs are written unaligned.
-    unsafe { eth_ptr.write_unaligned(eth) };
-    if is_v4 {
-        let ip = outer_v4(outer, inner_len, class[1]);
-        let ip_ptr = ptr_at_mut::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or(NoRoute)?;
-        // SAFETY: as above.
-        unsafe { ip_ptr.write_unaligned(ip) };
-    } else {
-        let traffic_class = (class[0] << 4) | (class[1] >> 4);
-        let ip = outer_v6(outer, inner_len, traffic_class);
-        let ip_ptr = ptr_at_mut::<Ipv6Hdr>(ctx, EthHdr::LEN).ok_or(NoRoute)?;
-        // SAFETY: as above.
-        unsafe { ip_ptr.write_unaligned(ip) };
+    // Headers are written in place: building them on the stack would cost the call chain
+    // more than BPF's 512 bytes allow.
+    let eth = ptr_at_mut::<EthHdr>(ctx, 0).ok_or(NoRoute)?;
+    // SAFETY (all writes below): `ptr_at_mut` checked the bounds; fields are byte arrays or
+    // written unaligned.
+    unsafe {
+        (*eth).dst_addr = params.dmac;
+        (*eth).src_addr = params.smac;
+        core::ptr::addr_of_mut!((*eth).ether_type).write_unaligned(if is_v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_be());
     }
-    if hop.ifindex == ctx.ingress_ifindex() as u32 {
+    if is_v4 {
+        let ip = ptr_at_mut::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or(NoRoute)?;
+        let id = if hop.second_chance { encap::V4_ID_SECOND_CHANCE } else { 0 };
+        unsafe {
+            (*ip).vihl = 0x45;
+            (*ip).tos = first_word[1];
+            (*ip).tot_len = ((inner_len + Ipv4Hdr::LEN) as u16).to_be_bytes();
+            (*ip).id = id.to_be_bytes();
+            (*ip).frags = IPV4_DONT_FRAGMENT.to_be_bytes();
+            (*ip).ttl = encap::OUTER_TTL;
+            (*ip).proto = encap::PROTO_IPIP;
+            (*ip).check = [0; 2];
+            (*ip).src_addr = from.underlay_v4;
+            (*ip).dst_addr = to.underlay_v4;
+        }
+        let check = ipv4_checksum(ctx, EthHdr::LEN)?;
+        let ip = ptr_at_mut::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or(NoRoute)?;
+        unsafe { (*ip).check = check.to_be_bytes() };
+    } else {
+        let ip = ptr_at_mut::<Ipv6Hdr>(ctx, EthHdr::LEN).ok_or(NoRoute)?;
+        let inner_vcf = u32::from_be_bytes(first_word);
+        let mut outer_vcf = (6 << 28) | (inner_vcf & 0x0ff0_0000) | (inner_vcf & encap::V6_FLOW_HASH_MASK);
+        if hop.second_chance {
+            outer_vcf |= encap::V6_FLOW_SECOND_CHANCE;
+        }
+        unsafe {
+            (*ip).vcf = outer_vcf.to_be_bytes();
+            (*ip).payload_len = (inner_len as u16).to_be_bytes();
+            (*ip).next_hdr = encap::PROTO_IPV6;
+            (*ip).hop_limit = encap::OUTER_TTL;
+            (*ip).src_addr = from.underlay_v6;
+            (*ip).dst_addr = to.underlay_v6;
+        }
+    }
+    if params.ifindex == ingress {
         Ok(xdp_action::XDP_TX)
     } else {
         // SAFETY: plain helper call; it returns the XDP action to take.
-        Ok(unsafe { bpf_redirect(hop.ifindex, 0) } as u32)
+        Ok(unsafe { bpf_redirect(params.ifindex, 0) } as u32)
     }
 }
 
 /// Removes the outer IP header (`header_len` bytes at `l3_off`), keeping Ethernet and tags.
+/// `false`: the packet could not be rewritten.
 #[inline(never)]
-pub fn decapsulate(ctx: &XdpContext, l3_off: usize, header_len: usize) -> Option<()> {
+pub fn decapsulate(ctx: &XdpContext, l3_off: usize, header_len: usize) -> bool {
+    try_decapsulate(ctx, l3_off, header_len).is_some()
+}
+
+#[inline(always)]
+fn try_decapsulate(ctx: &XdpContext, l3_off: usize, header_len: usize) -> Option<()> {
+    if l3_off > MAX_L2_LEN || header_len > 60 {
+        return None;
+    }
     let eth: EthHdr = read(ctx, 0)?;
     let outer_tag: VlanHdr = read(ctx, EthHdr::LEN).unwrap_or(VlanHdr { tci: [0; 2], ether_type: 0 });
     let inner_tag: VlanHdr =

@@ -7,4 +7,6 @@
 //! - [`config`]: the node's configuration file (TOML).
 #![deny(unsafe_code)]
 
+pub mod config;
+pub mod dataplane;
 pub mod maglev;

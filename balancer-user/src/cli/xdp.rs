@@ -1,0 +1,160 @@
+//! `balancer xdp ...`: the L4 data plane from the command line.
+
+use anyhow::{bail, Context as _};
+use balancer_common::{
+    hash::FlowTuple,
+    node::{active_slot, NO_NODE},
+    stats::Counters,
+    vip::PROTO_TCP,
+};
+use balancer_user::{
+    config::Config,
+    dataplane::{self, sync, DataplaneMaps, LoadOptions},
+};
+use clap::Subcommand;
+use std::{net::IpAddr, path::PathBuf};
+
+#[derive(Debug, Subcommand)]
+pub enum XdpCommand {
+    /// Load the XDP program, fill its maps from the config, attach it to the configured
+    /// interfaces and pin everything; steering continues after this command exits.
+    Attach {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Re-apply the config to the pinned maps (VIPs, nodes, table) without reattaching.
+    Sync {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Detach from every interface and remove the pinned maps and links.
+    Detach {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Mark a node of the array up or down; only that node's clients move (R3).
+    Health {
+        #[arg(long)]
+        config: PathBuf,
+        /// Node name, as in the config.
+        node: String,
+        #[arg(value_parser = ["up", "down"])]
+        state: String,
+    },
+    /// Which node the active table gives a client (before the connection table).
+    Owner {
+        #[arg(long)]
+        config: PathBuf,
+        client: IpAddr,
+        /// VIP port (and client port, for affinity "none").
+        #[arg(long, default_value_t = 443)]
+        port: u16,
+        #[arg(long, default_value_t = 0)]
+        client_port: u16,
+    },
+    /// Per-VIP and per-node counters, summed over CPUs.
+    Stats {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+pub fn run(cmd: XdpCommand) -> anyhow::Result<()> {
+    match cmd {
+        XdpCommand::Attach { config } => attach(&Config::load(&config)?),
+        XdpCommand::Sync { config } => {
+            let config = Config::load(&config)?;
+            let mut maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
+            let report = sync::apply(&config, &mut maps)?;
+            println!("{report:?}");
+            Ok(())
+        }
+        XdpCommand::Detach { config } => {
+            let config = Config::load(&config)?;
+            let detached = dataplane::detach(&config.dataplane.pin_dir)?;
+            println!("detached from: {}", if detached.is_empty() { "nothing".into() } else { detached.join(", ") });
+            Ok(())
+        }
+        XdpCommand::Health { config, node, state } => {
+            let config = Config::load(&config)?;
+            let mut maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
+            let changed = sync::set_health(&config, &mut maps, &node, state == "up")?;
+            println!("{node} {state}; table {}", if changed { "republished" } else { "unchanged" });
+            Ok(())
+        }
+        XdpCommand::Owner { config, client, port, client_port } => owner(&Config::load(&config)?, client, port, client_port),
+        XdpCommand::Stats { config } => stats(&Config::load(&config)?),
+    }
+}
+
+fn attach(config: &Config) -> anyhow::Result<()> {
+    let dp = &config.dataplane;
+    let mut loaded = dataplane::load(&LoadOptions {
+        pin_dir: Some(dp.pin_dir.clone()),
+        ring_size: dp.ring_size,
+        conn_table_entries: dp.conn_table_entries,
+    })?;
+    let report = sync::apply(config, &mut loaded.maps)?;
+    for interface in &dp.interfaces {
+        let mode = dataplane::attach(&mut loaded, interface, dp.xdp_mode, &dp.pin_dir)?;
+        println!("{interface}: {mode:?}");
+    }
+    if let Some(count) = loaded.program().info().ok().and_then(|i| i.verified_instruction_count()) {
+        println!("verified instructions: {count}");
+    }
+    println!("{report:?}");
+    Ok(())
+}
+
+fn owner(config: &Config, client: IpAddr, port: u16, client_port: u16) -> anyhow::Result<()> {
+    let maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
+    let Some(vip) = config.dataplane.vips.iter().find(|v| v.address.is_ipv4() == client.is_ipv4() && v.ports.contains(&port)) else {
+        bail!("no VIP of this family has port {port}");
+    };
+    let tuple = FlowTuple {
+        src: sync::map_addr(client),
+        dst: sync::map_addr(vip.address),
+        sport_be: client_port.to_be(),
+        dport_be: port.to_be(),
+        proto: PROTO_TCP,
+        is_v4: client.is_ipv4(),
+    };
+    let id = maps.ring_owner(vip.affinity.to_map_value(), &tuple)?;
+    let name = config.site().nodes.iter().find(|n| n.id == id).map(|n| n.name.as_str());
+    match (id, name) {
+        (NO_NODE, _) => println!("no node (table empty: no healthy node)"),
+        (_, Some(name)) => println!("{name}"),
+        (id, None) => println!("node id {id} (not in this config)"),
+    }
+    Ok(())
+}
+
+fn stats(config: &Config) -> anyhow::Result<()> {
+    let maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
+    let cfg = maps.config().context("reading CONFIG")?;
+    println!("node {} active ring slot {}", cfg.self_node, active_slot(cfg.ring_select));
+    println!("{:<28} {}", "vip", header());
+    for e in sync::vip_entries(&config.dataplane) {
+        println!("{:<28} {}", e.label, row(&maps.vip_counters(e.info.vip_index)?));
+    }
+    println!("{:<28} {}", "unattributed", row(&maps.vip_counters(balancer_common::maps::UNATTRIBUTED_STATS_INDEX)?));
+    println!("{:<28} {}", "node", header());
+    for n in &config.site().nodes {
+        println!("{:<28} {}", n.name, row(&maps.node_counters(n.id)?));
+    }
+    Ok(())
+}
+
+fn header() -> String {
+    format!(
+        "{:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>10} {:>8} {:>6}",
+        "packets", "bytes", "local", "forwarded", "decap", "malformed", "continuity", "2nd-ch", "fib"
+    )
+}
+
+fn row(c: &Counters) -> String {
+    format!(
+        "{:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>10} {:>8} {:>6}",
+        c.packets, c.bytes, c.passed_local, c.forwarded, c.decapsulated, c.dropped_malformed, c.continuity_hits, c.second_chance, c.fib_failures
+    )
+}

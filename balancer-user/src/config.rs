@@ -1,0 +1,239 @@
+//! The node's configuration file (TOML): this node, its site's array, and the data plane.
+//!
+//! Parsing refuses unknown fields; [`Config::validate`] then checks what types cannot, and
+//! every error names the field (`sites[0].nodes[1].id`) and says what is wrong.
+//! `config/example.toml` in the repository is an annotated example.
+
+use anyhow::{bail, Context as _};
+use balancer_common::{maps::MAX_NODES, node::DEFAULT_RING_SIZE};
+use serde::Deserialize;
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Which node of which site this is.
+    pub node: ThisNode,
+    /// The L4 data plane on this node.
+    pub dataplane: Dataplane,
+    /// The sites of the organisation; only this node's site is used by the data plane (R1).
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThisNode {
+    pub site: String,
+    pub name: String,
+}
+
+/// Client affinity (R2), as Windows NLB named it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Affinity {
+    /// Every connection from one client address to one node.
+    #[default]
+    Single,
+    /// Every connection from one client /24 (IPv4) or /64 (IPv6) to one node.
+    Network,
+    /// Each connection placed on its own.
+    None,
+}
+
+impl Affinity {
+    /// The `AFFINITY_*` constant the XDP program understands.
+    pub fn to_map_value(self) -> u32 {
+        use balancer_common::vip::{AFFINITY_NETWORK, AFFINITY_NONE, AFFINITY_SINGLE};
+        match self {
+            Affinity::Single => AFFINITY_SINGLE,
+            Affinity::Network => AFFINITY_NETWORK,
+            Affinity::None => AFFINITY_NONE,
+        }
+    }
+}
+
+/// How to attach the XDP program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic with a warning.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode.
+    Generic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    /// Interfaces the site's VIP traffic and the peers' encapsulated traffic arrive on.
+    pub interfaces: Vec<String>,
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// bpffs directory of the pinned maps and links.
+    #[serde(default = "default_pin_dir")]
+    pub pin_dir: PathBuf,
+    /// Maglev table size: a prime, about 100 times the number of nodes or more.
+    #[serde(default = "default_ring_size")]
+    pub ring_size: u32,
+    /// Seed of the affinity hash: must be the same on every node of the array.
+    #[serde(default)]
+    pub hash_seed: u32,
+    /// Capacity of the connection table (flows remembered per receiving node).
+    #[serde(default = "default_conn_table_entries")]
+    pub conn_table_entries: u32,
+    /// The site's virtual IPs.
+    pub vips: Vec<Vip>,
+}
+
+fn default_pin_dir() -> PathBuf {
+    PathBuf::from(balancer_common::maps::DEFAULT_PIN_DIR)
+}
+fn default_ring_size() -> u32 {
+    DEFAULT_RING_SIZE
+}
+fn default_conn_table_entries() -> u32 {
+    balancer_common::maps::DEFAULT_CONN_TABLE_ENTRIES
+}
+fn default_ports() -> Vec<u16> {
+    vec![80, 443]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vip {
+    pub address: IpAddr,
+    /// TCP ports steered on this address (R2: 80 and 443 by default).
+    #[serde(default = "default_ports")]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub affinity: Affinity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub name: String,
+    /// The site's array of Client Access nodes.
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Stable id in 1..1024, unique in the site (like NLB's host priority): the data plane's
+    /// tables and connection records name nodes by it.
+    pub id: u32,
+    pub name: String,
+    /// Underlay address for IPv4-in-IPv4 from peers; needed if any VIP is IPv4.
+    pub underlay_v4: Option<Ipv4Addr>,
+    /// Underlay address for IPv6-in-IPv6 from peers; needed if any VIP is IPv6.
+    pub underlay_v6: Option<Ipv6Addr>,
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// This node's site.
+    pub fn site(&self) -> &Site {
+        self.sites.iter().find(|s| s.name == self.node.site).expect("validated")
+    }
+
+    /// This node's entry in its site.
+    pub fn this_node(&self) -> &Node {
+        self.site().nodes.iter().find(|n| n.name == self.node.name).expect("validated")
+    }
+
+    /// Checks what the types cannot; every error names the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let d = &self.dataplane;
+        if d.interfaces.is_empty() {
+            bail!("dataplane.interfaces: empty; name the interfaces the VIP traffic arrives on");
+        }
+        if !crate::maglev::is_prime(d.ring_size) || d.ring_size < 2 {
+            bail!("dataplane.ring_size: {} is not a prime (Maglev needs one; 65537 is the default)", d.ring_size);
+        }
+        if d.conn_table_entries == 0 {
+            bail!("dataplane.conn_table_entries: must be at least 1");
+        }
+        if d.vips.is_empty() {
+            bail!("dataplane.vips: empty; configure at least one virtual IP");
+        }
+        let mut seen = HashSet::new();
+        for (i, vip) in d.vips.iter().enumerate() {
+            if vip.ports.is_empty() {
+                bail!("dataplane.vips[{i}].ports: empty; list the TCP ports to steer (80 and 443 by default)");
+            }
+            for port in &vip.ports {
+                if *port == 0 {
+                    bail!("dataplane.vips[{i}].ports: port 0 is not a port");
+                }
+                if !seen.insert((vip.address, *port)) {
+                    bail!("dataplane.vips[{i}]: {}:{port} is configured twice", vip.address);
+                }
+            }
+        }
+        let vip_count: usize = d.vips.iter().map(|v| v.ports.len()).sum();
+        let addresses: HashSet<IpAddr> = d.vips.iter().map(|v| v.address).collect();
+        if vip_count + addresses.len() > balancer_common::maps::MAX_VIPS as usize {
+            bail!("dataplane.vips: {vip_count} (address, port) pairs on {} addresses exceed the data plane's {} entries", addresses.len(), balancer_common::maps::MAX_VIPS);
+        }
+        let mut site_names = HashSet::new();
+        for (s, site) in self.sites.iter().enumerate() {
+            if !site_names.insert(&site.name) {
+                bail!("sites[{s}].name: site {:?} is defined twice", site.name);
+            }
+            let (mut ids, mut names) = (HashSet::new(), HashSet::new());
+            for (n, node) in site.nodes.iter().enumerate() {
+                if node.id == 0 || node.id >= MAX_NODES {
+                    bail!("sites[{s}].nodes[{n}].id: {} is out of range 1..{}", node.id, MAX_NODES);
+                }
+                if !ids.insert(node.id) {
+                    bail!("sites[{s}].nodes[{n}].id: {} is used twice in site {:?}", node.id, site.name);
+                }
+                if !names.insert(&node.name) {
+                    bail!("sites[{s}].nodes[{n}].name: {:?} is used twice in site {:?}", node.name, site.name);
+                }
+            }
+        }
+        let Some((s, site)) = self.sites.iter().enumerate().find(|(_, s)| s.name == self.node.site) else {
+            bail!("node.site: {:?} is not one of the sites", self.node.site);
+        };
+        if !site.nodes.iter().any(|n| n.name == self.node.name) {
+            bail!("node.name: {:?} is not a node of site {:?}", self.node.name, site.name);
+        }
+        let needs_v4 = d.vips.iter().any(|v| v.address.is_ipv4());
+        let needs_v6 = d.vips.iter().any(|v| v.address.is_ipv6());
+        for (n, node) in site.nodes.iter().enumerate() {
+            if needs_v4 && node.underlay_v4.is_none() {
+                bail!("sites[{s}].nodes[{n}].underlay_v4: missing; IPv4 VIPs are forwarded IPv4-in-IPv4 between nodes");
+            }
+            if needs_v6 && node.underlay_v6.is_none() {
+                bail!("sites[{s}].nodes[{n}].underlay_v6: missing; IPv6 VIPs are forwarded IPv6-in-IPv6 between nodes");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,17 @@
+//! The L4 data plane from userspace: load the XDP program, pin its maps, attach it, and keep
+//! the maps in step with the configuration and the array's health.
+//!
+//! The kernel looks things up; this module computes: VIP entries, node entries and Maglev
+//! tables are built here ([`sync`]) and written whole into the pinned maps ([`maps`]).
+//! Attachments are pinned links, so steering goes on while no balancer process runs (R18),
+//! and a new program replaces an attached one atomically ([`loader`]).
+
+mod bpffs;
+pub mod loader;
+pub mod maps;
+mod object;
+pub mod sync;
+
+pub use loader::{attach, detach, load, AttachedMode, LoadOptions, Loaded};
+pub use maps::DataplaneMaps;
+pub use object::OBJECT;
