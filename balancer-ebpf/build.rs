@@ -4,5 +4,8 @@ use which::which;
 fn main() {
     let bpf_linker = which("bpf-linker")
         .expect("bpf-linker not found on PATH: run `cargo xtask build`, which installs it");
-    println!("cargo:rerun-if-changed={}", bpf_linker.to_str().expect("utf-8 path"));
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_linker.to_str().expect("utf-8 path")
+    );
 }

@@ -9,6 +9,7 @@ fn main() -> anyhow::Result<()> {
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../balancer-ebpf"),
         ..Default::default()
     };
-    aya_build::build_ebpf([ebpf], aya_build::Toolchain::default())
-        .context("building the XDP program (run `cargo xtask build` to install bpf-linker and rust-src)")
+    aya_build::build_ebpf([ebpf], aya_build::Toolchain::default()).context(
+        "building the XDP program (run `cargo xtask build` to install bpf-linker and rust-src)",
+    )
 }

@@ -14,7 +14,10 @@ const C2: u32 = 0x1b87_3593;
 #[inline(always)]
 const fn mix(h: u32, word: u32) -> u32 {
     let k = word.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
 }
 
 #[inline(always)]
@@ -29,7 +32,12 @@ const fn finish(mut h: u32, words: u32) -> u32 {
 
 #[inline(always)]
 const fn word(addr: &[u8; 16], i: usize) -> u32 {
-    u32::from_be_bytes([addr[i * 4], addr[i * 4 + 1], addr[i * 4 + 2], addr[i * 4 + 3]])
+    u32::from_be_bytes([
+        addr[i * 4],
+        addr[i * 4 + 1],
+        addr[i * 4 + 2],
+        addr[i * 4 + 3],
+    ])
 }
 
 /// The fields of a packet that affinity may depend on. Addresses are 16 bytes, IPv4 in the
@@ -134,7 +142,10 @@ mod tests {
     #[test]
     fn seed_changes_the_hash() {
         let t = tuple([192, 0, 2, 1], 1000);
-        assert_ne!(affinity_hash(1, AFFINITY_SINGLE, &t), affinity_hash(2, AFFINITY_SINGLE, &t));
+        assert_ne!(
+            affinity_hash(1, AFFINITY_SINGLE, &t),
+            affinity_hash(2, AFFINITY_SINGLE, &t)
+        );
     }
 
     /// MurmurHash3_x86_32 of 4 zero bytes with seed 0 is 0x2362f9de (reference value).

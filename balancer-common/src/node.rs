@@ -18,6 +18,9 @@ pub const NO_NODE: u32 = 0;
 pub const NODE_FLAG_CONFIGURED: u32 = 1;
 /// The node passes its health checks and may receive traffic.
 pub const NODE_FLAG_HEALTHY: u32 = 2;
+/// The node has been up at least once: it has its place in the table (userspace only; see
+/// `balancer-user`'s `maglev` module on joining members).
+pub const NODE_FLAG_JOINED: u32 = 4;
 
 /// Value of [`crate::maps::NODES`], indexed by node id.
 #[repr(C)]

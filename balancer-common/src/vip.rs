@@ -46,5 +46,7 @@ const _: () = assert!(core::mem::size_of::<VipInfo>() == 8);
 /// The IPv4-mapped IPv6 form of an IPv4 address, as stored in [`VipKey::addr`].
 #[inline(always)]
 pub const fn v4_mapped(v4: [u8; 4]) -> [u8; 16] {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+    ]
 }

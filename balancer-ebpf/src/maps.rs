@@ -1,11 +1,11 @@
 //! The maps, named as `balancer_common::maps` says (userspace checks the names at load).
 //! Sizes here are the compile-time defaults; userspace sets `RING` and `CONN_TABLE` at load.
 
+use crate::parse::Parsed;
 use aya_ebpf::{
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
-use crate::parse::Parsed;
 use balancer_common::{
     conn::{FlowEntry, FlowKey},
     maps::{DEFAULT_CONN_TABLE_ENTRIES, MAX_NODES, MAX_VIPS, VIP_STATS_ENTRIES},

@@ -62,8 +62,14 @@ pub fn l2(ctx: &XdpContext) -> Option<L2> {
         l3_off += VlanHdr::LEN;
     }
     match ether_type {
-        ETH_P_IP => Some(L2 { l3_off, is_v4: true }),
-        ETH_P_IPV6 => Some(L2 { l3_off, is_v4: false }),
+        ETH_P_IP => Some(L2 {
+            l3_off,
+            is_v4: true,
+        }),
+        ETH_P_IPV6 => Some(L2 {
+            l3_off,
+            is_v4: false,
+        }),
         _ => None,
     }
 }
@@ -137,18 +143,44 @@ impl Parsed {
 
     #[inline(always)]
     fn tunnel(dst: [u8; 16], header_len: usize, second_chance: bool) -> Self {
-        Self { second_chance, header_len: header_len as u16, ..Self::with(Verdict::Tunnel, dst) }
+        Self {
+            second_chance,
+            header_len: header_len as u16,
+            ..Self::with(Verdict::Tunnel, dst)
+        }
     }
 
     #[inline(always)]
     fn flow(flow: Flow) -> Self {
-        Self { verdict: Verdict::Flow, second_chance: false, header_len: 0, flow }
+        Self {
+            verdict: Verdict::Flow,
+            second_chance: false,
+            header_len: 0,
+            flow,
+        }
     }
 
     #[inline(always)]
     fn with(verdict: Verdict, dst: [u8; 16]) -> Self {
-        let tuple = FlowTuple { src: [0; 16], dst, sport_be: 0, dport_be: 0, proto: 0, is_v4: false };
-        Self { verdict, second_chance: false, header_len: 0, flow: Flow { tuple, kind: Kind::Tcp, l3_off: 0, ip_len: 0 } }
+        let tuple = FlowTuple {
+            src: [0; 16],
+            dst,
+            sport_be: 0,
+            dport_be: 0,
+            proto: 0,
+            is_v4: false,
+        };
+        Self {
+            verdict,
+            second_chance: false,
+            header_len: 0,
+            flow: Flow {
+                tuple,
+                kind: Kind::Tcp,
+                l3_off: 0,
+                ip_len: 0,
+            },
+        }
     }
 }
 
@@ -197,7 +229,8 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
     let ip: Ipv4Hdr = read(ctx, l3_off)?;
     let dst = v4_mapped(ip.dst_addr);
     let malformed = Parsed::malformed(dst);
-    let header_len = ip.ihl() as usize * 4;
+    // network-types' `ihl()` is already the header length in bytes (the IHL field times 4).
+    let header_len = ip.ihl() as usize;
     let ip_len = u16::from_be_bytes(ip.tot_len) as usize;
     if ip.version() != 4 || header_len < Ipv4Hdr::LEN || ip_len < header_len {
         return Some(malformed);
@@ -216,22 +249,45 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
             u16::from_be_bytes(ip.id) == balancer_common::encap::V4_ID_SECOND_CHANCE;
         return Some(Parsed::tunnel(dst, header_len, second_chance));
     }
-    let tuple = FlowTuple { src, dst, sport_be: 0, dport_be: 0, proto: PROTO_TCP, is_v4: true };
+    let tuple = FlowTuple {
+        src,
+        dst,
+        sport_be: 0,
+        dport_be: 0,
+        proto: PROTO_TCP,
+        is_v4: true,
+    };
     if more_fragments || fragment_offset != 0 {
         if ip.proto != PROTO_TCP {
             return Some(Parsed::not_ours());
         }
-        return Some(Parsed::flow(Flow { tuple, kind: Kind::Fragment, l3_off: l3_off as u16, ip_len: ip_len as u16 }));
+        return Some(Parsed::flow(Flow {
+            tuple,
+            kind: Kind::Fragment,
+            l3_off: l3_off as u16,
+            ip_len: ip_len as u16,
+        }));
     }
     match ip.proto {
         PROTO_TCP => {
             let Some(tcp) = tcp_at(ctx, l4_off, l4_end) else {
                 return Some(malformed);
             };
-            let tuple = FlowTuple { sport_be: u16::from_ne_bytes(tcp.source), dport_be: u16::from_ne_bytes(tcp.dest), ..tuple };
-            Some(Parsed::flow(Flow { tuple, kind: tcp_kind(&tcp), l3_off: l3_off as u16, ip_len: ip_len as u16 }))
+            let tuple = FlowTuple {
+                sport_be: u16::from_ne_bytes(tcp.source),
+                dport_be: u16::from_ne_bytes(tcp.dest),
+                ..tuple
+            };
+            Some(Parsed::flow(Flow {
+                tuple,
+                kind: tcp_kind(&tcp),
+                l3_off: l3_off as u16,
+                ip_len: ip_len as u16,
+            }))
         }
-        PROTO_ICMP => Some(icmpv4_error(ctx, l3_off, l4_off, l4_end, ip_len).unwrap_or(Parsed::not_ours())),
+        PROTO_ICMP => {
+            Some(icmpv4_error(ctx, l3_off, l4_off, l4_end, ip_len).unwrap_or(Parsed::not_ours()))
+        }
         _ => Some(Parsed::not_ours()),
     }
 }
@@ -239,7 +295,13 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
 /// An ICMPv4 destination-unreachable (fragmentation needed among them) or time-exceeded
 /// message quoting a TCP segment: steered as the quoted flow, seen from the client.
 #[inline(always)]
-fn icmpv4_error(ctx: &XdpContext, l3_off: usize, l4_off: usize, l4_end: usize, ip_len: usize) -> Option<Parsed> {
+fn icmpv4_error(
+    ctx: &XdpContext,
+    l3_off: usize,
+    l4_off: usize,
+    l4_end: usize,
+    ip_len: usize,
+) -> Option<Parsed> {
     // Type and code together: a one-byte bounds check compiles to a form the verifier does not
     // credit with any range (`pkt + off < pkt_end` at offset 0).
     let [icmp_type, _code]: [u8; 2] = read(ctx, l4_off)?;
@@ -248,7 +310,7 @@ fn icmpv4_error(ctx: &XdpContext, l3_off: usize, l4_off: usize, l4_end: usize, i
     }
     let quoted_off = l4_off + ICMP_HEADER_LEN;
     let quoted: Ipv4Hdr = read(ctx, quoted_off)?;
-    let quoted_len = quoted.ihl() as usize * 4;
+    let quoted_len = quoted.ihl() as usize; // in bytes already, as in `parse_ipv4`
     if quoted.version() != 4 || quoted.proto != PROTO_TCP || quoted_len < Ipv4Hdr::LEN {
         return None;
     }
@@ -264,7 +326,12 @@ fn icmpv4_error(ctx: &XdpContext, l3_off: usize, l4_off: usize, l4_end: usize, i
         proto: PROTO_TCP,
         is_v4: true,
     };
-    Some(Parsed::flow(Flow { tuple, kind: Kind::IcmpError, l3_off: l3_off as u16, ip_len: ip_len as u16 }))
+    Some(Parsed::flow(Flow {
+        tuple,
+        kind: Kind::IcmpError,
+        l3_off: l3_off as u16,
+        ip_len: ip_len as u16,
+    }))
 }
 
 /// Parses an IPv6 packet at `l3_off` into `out` (as [`ipv4`]).
@@ -289,25 +356,51 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
         let second_chance = flow & balancer_common::encap::V6_FLOW_SECOND_CHANCE != 0;
         return Some(Parsed::tunnel(dst, Ipv6Hdr::LEN, second_chance));
     }
+    let tuple = FlowTuple {
+        src: ip.src_addr,
+        dst,
+        sport_be: 0,
+        dport_be: 0,
+        proto: PROTO_TCP,
+        is_v4: false,
+    };
     let mut next = ip.next_hdr;
     let mut off = l3_off + Ipv6Hdr::LEN;
-    let mut fragment = false;
     for _ in 0..MAX_EXTENSION_HEADERS {
         // Each extension header starts with its next-header byte and a length byte.
         let (next_header, ext_len) = match next {
             0 | 43 | 60 | 135 | 139 | 140 => {
-                let Some(ext) = read::<[u8; 2]>(ctx, off) else { return Some(malformed) };
+                let Some(ext) = read::<[u8; 2]>(ctx, off) else {
+                    return Some(malformed);
+                };
                 (ext[0], (ext[1] as usize + 1) * 8)
             }
             51 => {
-                let Some(ext) = read::<[u8; 2]>(ctx, off) else { return Some(malformed) };
+                let Some(ext) = read::<[u8; 2]>(ctx, off) else {
+                    return Some(malformed);
+                };
                 (ext[0], (ext[1] as usize + 2) * 4)
             }
             44 => {
-                let Some(ext) = read::<[u8; 4]>(ctx, off) else { return Some(malformed) };
+                let Some(ext) = read::<[u8; 4]>(ctx, off) else {
+                    return Some(malformed);
+                };
                 let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
-                // Offset in the top 13 bits, M flag in the lowest: either makes a fragment.
-                fragment = fragment || offset_flags & 0xfff9 != 0;
+                // Offset in the top 13 bits, M flag in the lowest: either makes a fragment
+                // (neither: an atomic fragment, RFC 6946, a whole packet; walk on). The walk
+                // ends here for a fragment: what follows is data in all but the first.
+                if offset_flags & 0xfff9 != 0 {
+                    if off + 8 > l4_end {
+                        return Some(malformed);
+                    }
+                    let flow = Flow {
+                        tuple,
+                        kind: Kind::Fragment,
+                        l3_off: l3_off as u16,
+                        ip_len: ip_len as u16,
+                    };
+                    return Some(ipv6_fragment(ext[0], flow));
+                }
                 (ext[0], 8)
             }
             _ => break,
@@ -318,32 +411,57 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
             return Some(malformed);
         }
     }
-    let tuple = FlowTuple { src: ip.src_addr, dst, sport_be: 0, dport_be: 0, proto: PROTO_TCP, is_v4: false };
-    if fragment {
-        if next != PROTO_TCP {
-            return Some(Parsed::not_ours());
-        }
-        return Some(Parsed::flow(Flow { tuple, kind: Kind::Fragment, l3_off: l3_off as u16, ip_len: ip_len as u16 }));
-    }
     match next {
         PROTO_TCP => {
             let Some(tcp) = tcp_at(ctx, off, l4_end) else {
                 return Some(malformed);
             };
-            let tuple = FlowTuple { sport_be: u16::from_ne_bytes(tcp.source), dport_be: u16::from_ne_bytes(tcp.dest), ..tuple };
-            Some(Parsed::flow(Flow { tuple, kind: tcp_kind(&tcp), l3_off: l3_off as u16, ip_len: ip_len as u16 }))
+            let tuple = FlowTuple {
+                sport_be: u16::from_ne_bytes(tcp.source),
+                dport_be: u16::from_ne_bytes(tcp.dest),
+                ..tuple
+            };
+            Some(Parsed::flow(Flow {
+                tuple,
+                kind: tcp_kind(&tcp),
+                l3_off: l3_off as u16,
+                ip_len: ip_len as u16,
+            }))
         }
-        PROTO_ICMPV6 => Some(icmpv6_error(ctx, l3_off, off, l4_end, ip_len).unwrap_or(Parsed::not_ours())),
+        PROTO_ICMPV6 => {
+            Some(icmpv6_error(ctx, l3_off, off, l4_end, ip_len).unwrap_or(Parsed::not_ours()))
+        }
         // Extension headers beyond the walk limit, before TCP: treat as malformed if for us.
         0 | 43 | 44 | 51 | 60 | 135 | 139 | 140 => Some(malformed),
         _ => Some(Parsed::not_ours()),
     }
 }
 
+/// A fragment whose fragmentable part starts with header `first` (its fragment header's
+/// next-header field). Only the first fragment holds the headers that follow the fragment
+/// header, later ones start with data (RFC 8200 4.5), so the verdict uses only what every
+/// fragment of a datagram carries alike (addresses and `first`), and all of them meet at one
+/// node. TCP, or an extension header that TCP may follow, is steered; when that header hides
+/// another protocol the datagram still reaches a node of the array that holds the VIP, while
+/// passing a TCP datagram here would split it from its connection.
+#[inline(always)]
+fn ipv6_fragment(first: u8, flow: Flow) -> Parsed {
+    match first {
+        PROTO_TCP | 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140 => Parsed::flow(flow),
+        _ => Parsed::not_ours(),
+    }
+}
+
 /// An ICMPv6 destination-unreachable, packet-too-big or time-exceeded message quoting a TCP
 /// segment (directly after the quoted IPv6 header).
 #[inline(always)]
-fn icmpv6_error(ctx: &XdpContext, l3_off: usize, l4_off: usize, l4_end: usize, ip_len: usize) -> Option<Parsed> {
+fn icmpv6_error(
+    ctx: &XdpContext,
+    l3_off: usize,
+    l4_off: usize,
+    l4_end: usize,
+    ip_len: usize,
+) -> Option<Parsed> {
     // Type and code together: a one-byte bounds check compiles to a form the verifier does not
     // credit with any range (`pkt + off < pkt_end` at offset 0).
     let [icmp_type, _code]: [u8; 2] = read(ctx, l4_off)?;
@@ -370,5 +488,10 @@ fn icmpv6_error(ctx: &XdpContext, l3_off: usize, l4_off: usize, l4_end: usize, i
         proto: PROTO_TCP,
         is_v4: false,
     };
-    Some(Parsed::flow(Flow { tuple, kind: Kind::IcmpError, l3_off: l3_off as u16, ip_len: ip_len as u16 }))
+    Some(Parsed::flow(Flow {
+        tuple,
+        kind: Kind::IcmpError,
+        l3_off: l3_off as u16,
+        ip_len: ip_len as u16,
+    }))
 }

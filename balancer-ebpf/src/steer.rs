@@ -83,7 +83,11 @@ pub fn balance(ctx: &XdpContext) -> u32 {
         Verdict::NotOurs => xdp_action::XDP_PASS,
         Verdict::Malformed => malformed(parsed.flow.tuple.dst),
         Verdict::Tunnel => {
-            let (dst, header_len, second_chance) = (parsed.flow.tuple.dst, parsed.header_len, parsed.second_chance);
+            let (dst, header_len, second_chance) = (
+                parsed.flow.tuple.dst,
+                parsed.header_len,
+                parsed.second_chance,
+            );
             from_peer(ctx, &cfg, l2, dst, header_len, second_chance)
         }
         Verdict::Flow => match vip_of(&parsed.flow) {
@@ -96,12 +100,21 @@ pub fn balance(ctx: &XdpContext) -> u32 {
 /// Decides ([`steer`]) and acts: pass here, or forward ([`forward`]). The two are separate
 /// calls so that their stack frames are never live at the same time.
 #[inline(always)]
-fn act(ctx: &XdpContext, cfg: &DataplaneConfig, flow: &Flow, vip: &VipInfo, arrival: Arrival) -> u32 {
+fn act(
+    ctx: &XdpContext,
+    cfg: &DataplaneConfig,
+    flow: &Flow,
+    vip: &VipInfo,
+    arrival: Arrival,
+) -> u32 {
     let decision = steer(ctx, cfg, flow, vip, arrival);
     if decision == DELIVER_LOCALLY {
         return xdp_action::XDP_PASS;
     }
-    let hop = Hop { to: decision as u32, second_chance: decision & SECOND_CHANCE != 0 };
+    let hop = Hop {
+        to: decision as u32,
+        second_chance: decision & SECOND_CHANCE != 0,
+    };
     forward(ctx, cfg, flow, vip, &hop)
 }
 
@@ -128,8 +141,17 @@ fn parse_ip(ctx: &XdpContext, l2: L2) -> Option<&'static Parsed> {
 /// for fragments (which carry no port).
 #[inline(always)]
 fn vip_of(flow: &Flow) -> Option<VipInfo> {
-    let port = if flow.kind == Kind::Fragment { 0 } else { u16::from_be(flow.tuple.dport_be) };
-    let key = VipKey { addr: flow.tuple.dst, port, proto: PROTO_TCP, _pad: 0 };
+    let port = if flow.kind == Kind::Fragment {
+        0
+    } else {
+        u16::from_be(flow.tuple.dport_be)
+    };
+    let key = VipKey {
+        addr: flow.tuple.dst,
+        port,
+        proto: PROTO_TCP,
+        _pad: 0,
+    };
     // SAFETY: the value is copied out at once; no reference outlives the lookup.
     unsafe { VIPS.get(&key).copied() }
 }
@@ -137,7 +159,12 @@ fn vip_of(flow: &Flow) -> Option<VipInfo> {
 /// A broken packet: dropped if it is addressed to one of our VIP addresses, else passed.
 #[inline(always)]
 fn malformed(dst: [u8; 16]) -> u32 {
-    let key = VipKey { addr: dst, port: 0, proto: PROTO_TCP, _pad: 0 };
+    let key = VipKey {
+        addr: dst,
+        port: 0,
+        proto: PROTO_TCP,
+        _pad: 0,
+    };
     // SAFETY: copied out at once.
     match unsafe { VIPS.get(&key).copied() } {
         Some(vip) => {
@@ -167,20 +194,37 @@ fn ring_owner(cfg: &DataplaneConfig, slot: u32, hash: u32) -> u32 {
     let Some(index) = hash.checked_rem(cfg.ring_size) else {
         return NO_NODE;
     };
-    RING.get(slot * cfg.ring_size + index).copied().unwrap_or(NO_NODE)
+    RING.get(slot * cfg.ring_size + index)
+        .copied()
+        .unwrap_or(NO_NODE)
 }
 
 /// An encapsulated packet: ours if the outer destination is our underlay address.
 #[inline(always)]
-fn from_peer(ctx: &XdpContext, cfg: &DataplaneConfig, l2: L2, dst: [u8; 16], header_len: u16, second_chance: bool) -> u32 {
+fn from_peer(
+    ctx: &XdpContext,
+    cfg: &DataplaneConfig,
+    l2: L2,
+    dst: [u8; 16],
+    header_len: u16,
+    second_chance: bool,
+) -> u32 {
     let Some(me) = node(cfg.self_node) else {
         return xdp_action::XDP_PASS;
     };
-    let mine = if l2.is_v4 { v4_mapped(me.underlay_v4) } else { me.underlay_v6 };
+    let mine = if l2.is_v4 {
+        v4_mapped(me.underlay_v4)
+    } else {
+        me.underlay_v6
+    };
     if dst != mine {
         return xdp_action::XDP_PASS;
     }
-    let arrival = if second_chance { Arrival::FromPeerSecondChance } else { Arrival::FromPeer };
+    let arrival = if second_chance {
+        Arrival::FromPeerSecondChance
+    } else {
+        Arrival::FromPeer
+    };
     if !tunnel::decapsulate(ctx, l2.l3_off, header_len as usize) {
         counters::unattributed_malformed();
         return xdp_action::XDP_DROP;
@@ -207,7 +251,13 @@ fn from_peer(ctx: &XdpContext, cfg: &DataplaneConfig, l2: L2, dst: [u8; 16], hea
 /// register. Not inlined: one copy serves direct and decapsulated packets, and its frame is
 /// gone before [`forward`]'s.
 #[inline(never)]
-fn steer(ctx: &XdpContext, cfg: &DataplaneConfig, flow: &Flow, vip: &VipInfo, arrival: Arrival) -> u64 {
+fn steer(
+    ctx: &XdpContext,
+    cfg: &DataplaneConfig,
+    flow: &Flow,
+    vip: &VipInfo,
+    arrival: Arrival,
+) -> u64 {
     let bytes = len(ctx) as u64;
     counters::vip(vip.vip_index, |c| {
         c.packets += 1;
@@ -298,7 +348,13 @@ fn continuity_owner(flow: &Flow, ring: u32, vip: &VipInfo) -> u32 {
 /// previous ring's owner if that differs, is usable, and this node holds no socket for the
 /// flow; [`NO_NODE`] otherwise.
 #[inline(always)]
-fn previous_owner(ctx: &XdpContext, cfg: &DataplaneConfig, select: u32, flow: &Flow, hash: u32) -> u32 {
+fn previous_owner(
+    ctx: &XdpContext,
+    cfg: &DataplaneConfig,
+    select: u32,
+    flow: &Flow,
+    hash: u32,
+) -> u32 {
     if matches!(flow.kind, Kind::Fragment | Kind::TcpSyn) {
         return NO_NODE;
     }
@@ -321,8 +377,10 @@ fn has_local_socket(ctx: &XdpContext, flow: &Flow) -> bool {
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
     let t = &flow.tuple;
     let size = if t.is_v4 {
-        tuple.__bindgen_anon_1.ipv4.saddr = u32::from_ne_bytes([t.src[12], t.src[13], t.src[14], t.src[15]]);
-        tuple.__bindgen_anon_1.ipv4.daddr = u32::from_ne_bytes([t.dst[12], t.dst[13], t.dst[14], t.dst[15]]);
+        tuple.__bindgen_anon_1.ipv4.saddr =
+            u32::from_ne_bytes([t.src[12], t.src[13], t.src[14], t.src[15]]);
+        tuple.__bindgen_anon_1.ipv4.daddr =
+            u32::from_ne_bytes([t.dst[12], t.dst[13], t.dst[14], t.dst[15]]);
         tuple.__bindgen_anon_1.ipv4.sport = t.sport_be;
         tuple.__bindgen_anon_1.ipv4.dport = t.dport_be;
         12
@@ -334,7 +392,15 @@ fn has_local_socket(ctx: &XdpContext, flow: &Flow) -> bool {
         36
     };
     // SAFETY: `tuple` lives on our stack for the call; a returned socket is released below.
-    let sk = unsafe { bpf_skc_lookup_tcp(ctx.as_ptr(), &mut tuple, size, BPF_F_CURRENT_NETNS as u64, 0) };
+    let sk = unsafe {
+        bpf_skc_lookup_tcp(
+            ctx.as_ptr(),
+            &mut tuple,
+            size,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        )
+    };
     if sk.is_null() {
         return false;
     }

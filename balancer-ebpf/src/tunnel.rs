@@ -51,10 +51,21 @@ pub struct Hop {
 }
 
 /// Output-route lookup from our underlay address to the peer's, constrained to the ingress
-/// interface (BPF_FIB_LOOKUP_OUTPUT: no need for IP forwarding to be enabled on the node).
+/// interface (BPF_FIB_LOOKUP_OUTPUT: routed as this node's own traffic, not as a forward).
 /// On success `params` holds the egress ifindex and the Ethernet addresses.
+///
+/// The kernel still answers BPF_FIB_LKUP_RET_FWD_DISABLED, whatever the flags, unless IP
+/// forwarding is enabled on `params.ifindex` (`net.ipv4.conf.<if>.forwarding`, and
+/// `net.ipv6.conf.<if>.forwarding` for IPv6; checked on Linux 6.18 by the XDP fixtures):
+/// without it every forward is dropped and counted as a fib failure.
 #[inline(always)]
-fn next_hop(ctx: &XdpContext, params: &mut FibParams, from: &NodeInfo, to: &NodeInfo, is_v4: bool) -> Result<(), NoRoute> {
+fn next_hop(
+    ctx: &XdpContext,
+    params: &mut FibParams,
+    from: &NodeInfo,
+    to: &NodeInfo,
+    is_v4: bool,
+) -> Result<(), NoRoute> {
     if is_v4 {
         params.family = AF_INET;
         params.l4_protocol = encap::PROTO_IPIP;
@@ -67,7 +78,14 @@ fn next_hop(ctx: &XdpContext, params: &mut FibParams, from: &NodeInfo, to: &Node
         params.__bindgen_anon_4.ipv6_dst = words(&to.underlay_v6);
     }
     // SAFETY: `params` is a valid, fully sized `bpf_fib_lookup` on our stack.
-    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), params, size_of::<FibParams>() as i32, BPF_FIB_LOOKUP_OUTPUT) };
+    let ret = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            params,
+            size_of::<FibParams>() as i32,
+            BPF_FIB_LOOKUP_OUTPUT,
+        )
+    };
     if ret != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return Err(NoRoute);
     }
@@ -100,12 +118,24 @@ fn ipv4_checksum(ctx: &XdpContext, offset: usize) -> Result<u16, NoRoute> {
 /// Encapsulates the flow's IP packet from node `from` to node `hop.to` (`to`) and returns the
 /// XDP action that sends it, or [`NO_ROUTE`].
 #[inline(never)]
-pub fn encapsulate(ctx: &XdpContext, flow: &Flow, from: &NodeInfo, to: &NodeInfo, hop: &Hop) -> u32 {
+pub fn encapsulate(
+    ctx: &XdpContext,
+    flow: &Flow,
+    from: &NodeInfo,
+    to: &NodeInfo,
+    hop: &Hop,
+) -> u32 {
     try_encapsulate(ctx, flow, from, to, hop).unwrap_or(NO_ROUTE)
 }
 
 #[inline(always)]
-fn try_encapsulate(ctx: &XdpContext, flow: &Flow, from: &NodeInfo, to: &NodeInfo, hop: &Hop) -> Result<u32, NoRoute> {
+fn try_encapsulate(
+    ctx: &XdpContext,
+    flow: &Flow,
+    from: &NodeInfo,
+    to: &NodeInfo,
+    hop: &Hop,
+) -> Result<u32, NoRoute> {
     let (l3_off, is_v4, inner_len) = (flow.l3_off as usize, flow.tuple.is_v4, flow.ip_len as usize);
     if l3_off > MAX_L2_LEN {
         return Err(NoRoute);
@@ -143,11 +173,16 @@ fn try_encapsulate(ctx: &XdpContext, flow: &Flow, from: &NodeInfo, to: &NodeInfo
     unsafe {
         (*eth).dst_addr = params.dmac;
         (*eth).src_addr = params.smac;
-        core::ptr::addr_of_mut!((*eth).ether_type).write_unaligned(if is_v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_be());
+        core::ptr::addr_of_mut!((*eth).ether_type)
+            .write_unaligned(if is_v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_be());
     }
     if is_v4 {
         let ip = ptr_at_mut::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or(NoRoute)?;
-        let id = if hop.second_chance { encap::V4_ID_SECOND_CHANCE } else { 0 };
+        let id = if hop.second_chance {
+            encap::V4_ID_SECOND_CHANCE
+        } else {
+            0
+        };
         unsafe {
             (*ip).vihl = 0x45;
             (*ip).tos = first_word[1];
@@ -166,7 +201,8 @@ fn try_encapsulate(ctx: &XdpContext, flow: &Flow, from: &NodeInfo, to: &NodeInfo
     } else {
         let ip = ptr_at_mut::<Ipv6Hdr>(ctx, EthHdr::LEN).ok_or(NoRoute)?;
         let inner_vcf = u32::from_be_bytes(first_word);
-        let mut outer_vcf = (6 << 28) | (inner_vcf & 0x0ff0_0000) | (inner_vcf & encap::V6_FLOW_HASH_MASK);
+        let mut outer_vcf =
+            (6 << 28) | (inner_vcf & 0x0ff0_0000) | (inner_vcf & encap::V6_FLOW_HASH_MASK);
         if hop.second_chance {
             outer_vcf |= encap::V6_FLOW_SECOND_CHANCE;
         }
@@ -200,9 +236,14 @@ fn try_decapsulate(ctx: &XdpContext, l3_off: usize, header_len: usize) -> Option
         return None;
     }
     let eth: EthHdr = read(ctx, 0)?;
-    let outer_tag: VlanHdr = read(ctx, EthHdr::LEN).unwrap_or(VlanHdr { tci: [0; 2], ether_type: 0 });
-    let inner_tag: VlanHdr =
-        read(ctx, EthHdr::LEN + VlanHdr::LEN).unwrap_or(VlanHdr { tci: [0; 2], ether_type: 0 });
+    let outer_tag: VlanHdr = read(ctx, EthHdr::LEN).unwrap_or(VlanHdr {
+        tci: [0; 2],
+        ether_type: 0,
+    });
+    let inner_tag: VlanHdr = read(ctx, EthHdr::LEN + VlanHdr::LEN).unwrap_or(VlanHdr {
+        tci: [0; 2],
+        ether_type: 0,
+    });
     // SAFETY: shrinking our own packet's head by the outer header, which it contains.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, header_len as i32) } != 0 {
         return None;
@@ -213,7 +254,9 @@ fn try_decapsulate(ctx: &XdpContext, l3_off: usize, header_len: usize) -> Option
         unsafe { ptr_at_mut::<VlanHdr>(ctx, EthHdr::LEN)?.write_unaligned(outer_tag) };
     }
     if l3_off >= EthHdr::LEN + 2 * VlanHdr::LEN {
-        unsafe { ptr_at_mut::<VlanHdr>(ctx, EthHdr::LEN + VlanHdr::LEN)?.write_unaligned(inner_tag) };
+        unsafe {
+            ptr_at_mut::<VlanHdr>(ctx, EthHdr::LEN + VlanHdr::LEN)?.write_unaligned(inner_tag)
+        };
     }
     Some(())
 }

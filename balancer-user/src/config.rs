@@ -155,12 +155,19 @@ impl Config {
 
     /// This node's site.
     pub fn site(&self) -> &Site {
-        self.sites.iter().find(|s| s.name == self.node.site).expect("validated")
+        self.sites
+            .iter()
+            .find(|s| s.name == self.node.site)
+            .expect("validated")
     }
 
     /// This node's entry in its site.
     pub fn this_node(&self) -> &Node {
-        self.site().nodes.iter().find(|n| n.name == self.node.name).expect("validated")
+        self.site()
+            .nodes
+            .iter()
+            .find(|n| n.name == self.node.name)
+            .expect("validated")
     }
 
     /// Checks what the types cannot; every error names the field.
@@ -170,7 +177,10 @@ impl Config {
             bail!("dataplane.interfaces: empty; name the interfaces the VIP traffic arrives on");
         }
         if !crate::maglev::is_prime(d.ring_size) || d.ring_size < 2 {
-            bail!("dataplane.ring_size: {} is not a prime (Maglev needs one; 65537 is the default)", d.ring_size);
+            bail!(
+                "dataplane.ring_size: {} is not a prime (Maglev needs one; 65537 is the default)",
+                d.ring_size
+            );
         }
         if d.conn_table_entries == 0 {
             bail!("dataplane.conn_table_entries: must be at least 1");
@@ -188,7 +198,10 @@ impl Config {
                     bail!("dataplane.vips[{i}].ports: port 0 is not a port");
                 }
                 if !seen.insert((vip.address, *port)) {
-                    bail!("dataplane.vips[{i}]: {}:{port} is configured twice", vip.address);
+                    bail!(
+                        "dataplane.vips[{i}]: {}:{port} is configured twice",
+                        vip.address
+                    );
                 }
             }
         }
@@ -205,21 +218,42 @@ impl Config {
             let (mut ids, mut names) = (HashSet::new(), HashSet::new());
             for (n, node) in site.nodes.iter().enumerate() {
                 if node.id == 0 || node.id >= MAX_NODES {
-                    bail!("sites[{s}].nodes[{n}].id: {} is out of range 1..{}", node.id, MAX_NODES);
+                    bail!(
+                        "sites[{s}].nodes[{n}].id: {} is out of range 1..{}",
+                        node.id,
+                        MAX_NODES
+                    );
                 }
                 if !ids.insert(node.id) {
-                    bail!("sites[{s}].nodes[{n}].id: {} is used twice in site {:?}", node.id, site.name);
+                    bail!(
+                        "sites[{s}].nodes[{n}].id: {} is used twice in site {:?}",
+                        node.id,
+                        site.name
+                    );
                 }
                 if !names.insert(&node.name) {
-                    bail!("sites[{s}].nodes[{n}].name: {:?} is used twice in site {:?}", node.name, site.name);
+                    bail!(
+                        "sites[{s}].nodes[{n}].name: {:?} is used twice in site {:?}",
+                        node.name,
+                        site.name
+                    );
                 }
             }
         }
-        let Some((s, site)) = self.sites.iter().enumerate().find(|(_, s)| s.name == self.node.site) else {
+        let Some((s, site)) = self
+            .sites
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == self.node.site)
+        else {
             bail!("node.site: {:?} is not one of the sites", self.node.site);
         };
         if !site.nodes.iter().any(|n| n.name == self.node.name) {
-            bail!("node.name: {:?} is not a node of site {:?}", self.node.name, site.name);
+            bail!(
+                "node.name: {:?} is not a node of site {:?}",
+                self.node.name,
+                site.name
+            );
         }
         let needs_v4 = d.vips.iter().any(|v| v.address.is_ipv4());
         let needs_v6 = d.vips.iter().any(|v| v.address.is_ipv6());

@@ -1,1 +1,51 @@
-fn main() {}
+//! `cargo xtask`: the project's commands. Each lives in its own module; this file only
+//! parses and dispatches.
+//!
+//! - `build`: install what the eBPF build needs on a fresh machine, then build everything.
+//! - `test`: the whole test suite, privileged tests included (CI runs this as root).
+//! - `demo`: the L4 lab on the embedded default topology, checked row by row.
+//! - `bench`: side-by-side measurements (`--quick` for CI).
+
+mod bench;
+mod build;
+mod demo;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install toolchain parts (rust-src, bpf-linker) if missing, then build the XDP object
+    /// and the `balancer` binary.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every test: unit, BPF_PROG_TEST_RUN fixtures, network-namespace tests (needs root).
+    Test,
+    /// Build, create the lab in network namespaces, steer real connections, check, tear down.
+    Demo,
+    /// Benchmarks, side by side with peers, reported as ratios.
+    Bench {
+        /// A short run (CI): the harness runs end to end, figures are not meaningful.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Command::Build { release } => build::run(release),
+        Command::Test => test::run(),
+        Command::Demo => demo::run(),
+        Command::Bench { quick } => bench::run(quick),
+    }
+}

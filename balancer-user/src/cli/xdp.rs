@@ -9,7 +9,7 @@ use balancer_common::{
 };
 use balancer_user::{
     config::Config,
-    dataplane::{self, sync, DataplaneMaps, LoadOptions},
+    dataplane::{self, sync, DataplaneMaps},
 };
 use clap::Subcommand;
 use std::{net::IpAddr, path::PathBuf};
@@ -17,12 +17,18 @@ use std::{net::IpAddr, path::PathBuf};
 #[derive(Debug, Subcommand)]
 pub enum XdpCommand {
     /// Load the XDP program, fill its maps from the config, attach it to the configured
-    /// interfaces and pin everything; steering continues after this command exits.
+    /// interfaces and pin everything; steering continues after this command exits. On a node
+    /// attached before, the maps are adopted and the program replaced in place.
     Attach {
         #[arg(long)]
         config: PathBuf,
+        /// This node joins a running array: it takes no clients (and the table stays what the
+        /// other nodes have) until `balancer xdp health <this node> up` on every node.
+        #[arg(long)]
+        join: bool,
     },
-    /// Re-apply the config to the pinned maps (VIPs, nodes, table) without reattaching.
+    /// Re-apply the config to the pinned maps (VIPs, nodes, table) without reattaching; nodes
+    /// new to the config start joining (no clients until marked up).
     Sync {
         #[arg(long)]
         config: PathBuf,
@@ -61,54 +67,72 @@ pub enum XdpCommand {
 
 pub fn run(cmd: XdpCommand) -> anyhow::Result<()> {
     match cmd {
-        XdpCommand::Attach { config } => attach(&Config::load(&config)?),
+        XdpCommand::Attach { config, join } => attach(&Config::load(&config)?, join),
         XdpCommand::Sync { config } => {
             let config = Config::load(&config)?;
             let mut maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
-            let report = sync::apply(&config, &mut maps)?;
+            let report = sync::apply(&config, &mut maps, sync::NewMembers::Joining)?;
+            dataplane::neighbours::prime(&config);
             println!("{report:?}");
             Ok(())
         }
         XdpCommand::Detach { config } => {
             let config = Config::load(&config)?;
             let detached = dataplane::detach(&config.dataplane.pin_dir)?;
-            println!("detached from: {}", if detached.is_empty() { "nothing".into() } else { detached.join(", ") });
+            println!(
+                "detached from: {}",
+                if detached.is_empty() {
+                    "nothing".into()
+                } else {
+                    detached.join(", ")
+                }
+            );
             Ok(())
         }
-        XdpCommand::Health { config, node, state } => {
+        XdpCommand::Health {
+            config,
+            node,
+            state,
+        } => {
             let config = Config::load(&config)?;
             let mut maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
             let changed = sync::set_health(&config, &mut maps, &node, state == "up")?;
-            println!("{node} {state}; table {}", if changed { "republished" } else { "unchanged" });
+            println!(
+                "{node} {state}; table {}",
+                if changed { "republished" } else { "unchanged" }
+            );
             Ok(())
         }
-        XdpCommand::Owner { config, client, port, client_port } => owner(&Config::load(&config)?, client, port, client_port),
+        XdpCommand::Owner {
+            config,
+            client,
+            port,
+            client_port,
+        } => owner(&Config::load(&config)?, client, port, client_port),
         XdpCommand::Stats { config } => stats(&Config::load(&config)?),
     }
 }
 
-fn attach(config: &Config) -> anyhow::Result<()> {
-    let dp = &config.dataplane;
-    let mut loaded = dataplane::load(&LoadOptions {
-        pin_dir: Some(dp.pin_dir.clone()),
-        ring_size: dp.ring_size,
-        conn_table_entries: dp.conn_table_entries,
-    })?;
-    let report = sync::apply(config, &mut loaded.maps)?;
-    for interface in &dp.interfaces {
-        let mode = dataplane::attach(&mut loaded, interface, dp.xdp_mode, &dp.pin_dir)?;
+fn attach(config: &Config, join: bool) -> anyhow::Result<()> {
+    let (_loaded, report) = dataplane::bring_up(config, join)?;
+    for (interface, mode) in &report.interfaces {
         println!("{interface}: {mode:?}");
     }
-    if let Some(count) = loaded.program().info().ok().and_then(|i| i.verified_instruction_count()) {
+    if let Some(count) = report.verified_instructions {
         println!("verified instructions: {count}");
     }
-    println!("{report:?}");
+    println!("{:?}", report.sync);
     Ok(())
 }
 
 fn owner(config: &Config, client: IpAddr, port: u16, client_port: u16) -> anyhow::Result<()> {
     let maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
-    let Some(vip) = config.dataplane.vips.iter().find(|v| v.address.is_ipv4() == client.is_ipv4() && v.ports.contains(&port)) else {
+    let Some(vip) = config
+        .dataplane
+        .vips
+        .iter()
+        .find(|v| v.address.is_ipv4() == client.is_ipv4() && v.ports.contains(&port))
+    else {
         bail!("no VIP of this family has port {port}");
     };
     let tuple = FlowTuple {
@@ -120,7 +144,12 @@ fn owner(config: &Config, client: IpAddr, port: u16, client_port: u16) -> anyhow
         is_v4: client.is_ipv4(),
     };
     let id = maps.ring_owner(vip.affinity.to_map_value(), &tuple)?;
-    let name = config.site().nodes.iter().find(|n| n.id == id).map(|n| n.name.as_str());
+    let name = config
+        .site()
+        .nodes
+        .iter()
+        .find(|n| n.id == id)
+        .map(|n| n.name.as_str());
     match (id, name) {
         (NO_NODE, _) => println!("no node (table empty: no healthy node)"),
         (_, Some(name)) => println!("{name}"),
@@ -132,12 +161,24 @@ fn owner(config: &Config, client: IpAddr, port: u16, client_port: u16) -> anyhow
 fn stats(config: &Config) -> anyhow::Result<()> {
     let maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
     let cfg = maps.config().context("reading CONFIG")?;
-    println!("node {} active ring slot {}", cfg.self_node, active_slot(cfg.ring_select));
+    println!(
+        "node {} active ring slot {}",
+        cfg.self_node,
+        active_slot(cfg.ring_select)
+    );
     println!("{:<28} {}", "vip", header());
     for e in sync::vip_entries(&config.dataplane) {
-        println!("{:<28} {}", e.label, row(&maps.vip_counters(e.info.vip_index)?));
+        println!(
+            "{:<28} {}",
+            e.label,
+            row(&maps.vip_counters(e.info.vip_index)?)
+        );
     }
-    println!("{:<28} {}", "unattributed", row(&maps.vip_counters(balancer_common::maps::UNATTRIBUTED_STATS_INDEX)?));
+    println!(
+        "{:<28} {}",
+        "unattributed",
+        row(&maps.vip_counters(balancer_common::maps::UNATTRIBUTED_STATS_INDEX)?)
+    );
     println!("{:<28} {}", "node", header());
     for n in &config.site().nodes {
         println!("{:<28} {}", n.name, row(&maps.node_counters(n.id)?));
@@ -148,13 +189,29 @@ fn stats(config: &Config) -> anyhow::Result<()> {
 fn header() -> String {
     format!(
         "{:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>10} {:>8} {:>6}",
-        "packets", "bytes", "local", "forwarded", "decap", "malformed", "continuity", "2nd-ch", "fib"
+        "packets",
+        "bytes",
+        "local",
+        "forwarded",
+        "decap",
+        "malformed",
+        "continuity",
+        "2nd-ch",
+        "fib"
     )
 }
 
 fn row(c: &Counters) -> String {
     format!(
         "{:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>10} {:>8} {:>6}",
-        c.packets, c.bytes, c.passed_local, c.forwarded, c.decapsulated, c.dropped_malformed, c.continuity_hits, c.second_chance, c.fib_failures
+        c.packets,
+        c.bytes,
+        c.passed_local,
+        c.forwarded,
+        c.decapsulated,
+        c.dropped_malformed,
+        c.continuity_hits,
+        c.second_chance,
+        c.fib_failures
     )
 }

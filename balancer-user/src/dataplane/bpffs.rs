@@ -8,7 +8,10 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Creates `dir` (and parents) after checking that its nearest existing ancestor is on bpffs.
 pub fn ensure_pin_dir(dir: &Path) -> anyhow::Result<()> {
-    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
     let fs = nix::sys::statfs::statfs(existing)
         .with_context(|| format!("statfs {}", existing.display()))?;
     if fs.filesystem_type().0 as i64 != BPF_FS_MAGIC {

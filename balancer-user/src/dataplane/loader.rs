@@ -30,6 +30,8 @@ pub struct LoadOptions {
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub maps: DataplaneMaps,
+    /// The maps were already pinned (an earlier `balancer` created them) and were reused.
+    pub adopted: bool,
 }
 
 impl Loaded {
@@ -60,6 +62,10 @@ pub fn load(opts: &LoadOptions) -> anyhow::Result<Loaded> {
         Some(dir) => names::ALL.iter().map(|n| (*n, dir.join(n))).collect(),
         None => Vec::new(),
     };
+    let adopted = opts
+        .pin_dir
+        .as_ref()
+        .is_some_and(|d| d.join(names::CONFIG).exists());
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(names::RING, ring_entries)
@@ -67,10 +73,15 @@ pub fn load(opts: &LoadOptions) -> anyhow::Result<Loaded> {
     for (name, path) in &pin_paths {
         loader.map_pin_path(name, path.as_path());
     }
-    let mut ebpf = loader.load(OBJECT).map_err(explain_permission).context("loading the XDP object")?;
+    let mut ebpf = loader
+        .load(OBJECT)
+        .map_err(explain_permission)
+        .context("loading the XDP object")?;
     for name in names::ALL {
         if ebpf.map(name).is_none() {
-            bail!("the XDP object declares no map {name}: balancer-common and balancer-ebpf disagree");
+            bail!(
+                "the XDP object declares no map {name}: balancer-common and balancer-ebpf disagree"
+            );
         }
     }
     for name in [names::PROGRAM, names::PASS_PROGRAM] {
@@ -78,7 +89,9 @@ pub fn load(opts: &LoadOptions) -> anyhow::Result<Loaded> {
             .program_mut(name)
             .with_context(|| format!("the XDP object has no program {name}"))?
             .try_into()?;
-        prog.load().map_err(explain_permission).with_context(|| format!("verifying and loading {name}"))?;
+        prog.load()
+            .map_err(explain_permission)
+            .with_context(|| format!("verifying and loading {name}"))?;
     }
     let maps = DataplaneMaps::from_ebpf(&mut ebpf)?;
     if maps.ring.len() != ring_entries {
@@ -89,7 +102,11 @@ pub fn load(opts: &LoadOptions) -> anyhow::Result<Loaded> {
             opts.ring_size
         );
     }
-    Ok(Loaded { ebpf, maps })
+    Ok(Loaded {
+        ebpf,
+        maps,
+        adopted,
+    })
 }
 
 /// Maps permission errors to the fix.
@@ -119,37 +136,59 @@ fn link_path(pin_dir: &Path, interface: &str) -> PathBuf {
 
 /// Attaches the steering program to `interface` and pins the link. If a pinned link exists
 /// (a previous `balancer` attached it), the program in it is replaced atomically.
-pub fn attach(loaded: &mut Loaded, interface: &str, mode: XdpMode, pin_dir: &Path) -> anyhow::Result<AttachedMode> {
+pub fn attach(
+    loaded: &mut Loaded,
+    interface: &str,
+    mode: XdpMode,
+    pin_dir: &Path,
+) -> anyhow::Result<AttachedMode> {
     let path = link_path(pin_dir, interface);
     let prog = loaded.program();
     if path.exists() {
         let pinned = PinnedLink::from_pin(&path)
             .with_context(|| format!("opening the pinned XDP link {}", path.display()))?;
         let link = aya::programs::xdp::XdpLink::try_from(FdLink::from(pinned))?;
-        prog.attach_to_link(link).with_context(|| format!("replacing the program attached to {interface}"))?;
+        prog.attach_to_link(link)
+            .with_context(|| format!("replacing the program attached to {interface}"))?;
         info!(interface, "replaced the XDP program in the pinned link");
         return Ok(AttachedMode::Replaced);
     }
     let (id, attached) = match mode {
-        XdpMode::Native => (attach_mode(prog, interface, AyaXdpMode::Driver)?, AttachedMode::Native),
-        XdpMode::Generic => (attach_mode(prog, interface, AyaXdpMode::Skb)?, AttachedMode::Generic),
+        XdpMode::Native => (
+            attach_mode(prog, interface, AyaXdpMode::Driver)?,
+            AttachedMode::Native,
+        ),
+        XdpMode::Generic => (
+            attach_mode(prog, interface, AyaXdpMode::Skb)?,
+            AttachedMode::Generic,
+        ),
         XdpMode::Auto => match attach_mode(prog, interface, AyaXdpMode::Driver) {
             Ok(id) => (id, AttachedMode::Native),
             Err(e) => {
                 warn!(interface, error = %format!("{e:#}"), "native XDP unavailable, falling back to generic (slower)");
-                (attach_mode(prog, interface, AyaXdpMode::Skb)?, AttachedMode::Generic)
+                (
+                    attach_mode(prog, interface, AyaXdpMode::Skb)?,
+                    AttachedMode::Generic,
+                )
             }
         },
     };
     let link = prog.take_link(id)?;
-    let fd_link = FdLink::try_from(link).context("XDP attachment is not a BPF link (kernel older than 5.9?)")?;
+    let fd_link = FdLink::try_from(link)
+        .context("XDP attachment is not a BPF link (kernel older than 5.9?)")?;
     std::fs::create_dir_all(path.parent().expect("has parent"))?;
-    fd_link.pin(&path).with_context(|| format!("pinning the XDP link at {}", path.display()))?;
+    fd_link
+        .pin(&path)
+        .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
     info!(interface, mode = ?attached, "attached the XDP program");
     Ok(attached)
 }
 
-fn attach_mode(prog: &mut Xdp, interface: &str, mode: AyaXdpMode) -> anyhow::Result<aya::programs::xdp::XdpLinkId> {
+fn attach_mode(
+    prog: &mut Xdp,
+    interface: &str,
+    mode: AyaXdpMode,
+) -> anyhow::Result<aya::programs::xdp::XdpLinkId> {
     prog.attach(interface, mode).map_err(explain_permission).with_context(|| {
         format!("attaching XDP to {interface} in {mode:?} mode (does the interface exist in this network namespace? \
                  if the driver lacks native XDP, set dataplane.xdp_mode = \"generic\")")
@@ -163,10 +202,20 @@ pub fn detach(pin_dir: &Path) -> anyhow::Result<Vec<String>> {
     if links.exists() {
         for entry in std::fs::read_dir(&links)? {
             let path = entry?.path();
-            let pinned = PinnedLink::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+            let pinned = PinnedLink::from_pin(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
             // Unpinning drops the last reference: the kernel detaches the program.
-            drop(pinned.unpin().with_context(|| format!("unpinning {}", path.display()))?);
-            detached.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            drop(
+                pinned
+                    .unpin()
+                    .with_context(|| format!("unpinning {}", path.display()))?,
+            );
+            detached.push(
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
         std::fs::remove_dir(&links)?;
     }

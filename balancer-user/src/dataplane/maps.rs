@@ -6,7 +6,9 @@ use balancer_common::{
     conn::{FlowEntry, FlowKey},
     hash::{affinity_hash, FlowTuple},
     maps as names,
-    node::{active_slot, previous_slot, ring_select, DataplaneConfig, NodeInfo, NO_NODE, RING_SLOTS},
+    node::{
+        active_slot, previous_slot, ring_select, DataplaneConfig, NodeInfo, NO_NODE, RING_SLOTS,
+    },
     stats::Counters,
     vip::{VipInfo, VipKey},
 };
@@ -27,8 +29,9 @@ impl DataplaneMaps {
     /// Takes the maps out of a freshly loaded object.
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
         let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("the XDP object has no map {name}: rebuild with `cargo xtask build`"))
+            ebpf.take_map(name).with_context(|| {
+                format!("the XDP object has no map {name}: rebuild with `cargo xtask build`")
+            })
         };
         Self::from_maps(&mut take)
     }
@@ -72,7 +75,9 @@ impl DataplaneMaps {
 
     /// One ring slot's table.
     pub fn ring_table(&self, slot: u32, ring_size: u32) -> anyhow::Result<Vec<u32>> {
-        (0..ring_size).map(|i| Ok(self.ring.get(&(slot * ring_size + i), 0)?)).collect()
+        (0..ring_size)
+            .map(|i| Ok(self.ring.get(&(slot * ring_size + i), 0)?))
+            .collect()
     }
 
     /// Makes `table` the active ring, atomically for the XDP program: it is written into a
@@ -83,14 +88,19 @@ impl DataplaneMaps {
         let mut cfg = self.config()?;
         let size = cfg.ring_size;
         if table.len() != size as usize {
-            bail!("table has {} entries, the data plane's ring size is {size}", table.len());
+            bail!(
+                "table has {} entries, the data plane's ring size is {size}",
+                table.len()
+            );
         }
         let active = active_slot(cfg.ring_select);
         let previous = previous_slot(cfg.ring_select);
         if self.ring_table(active, size)? == table {
             return Ok(false);
         }
-        let free = (0..RING_SLOTS).find(|s| *s != active && *s != previous).expect("three slots");
+        let free = (0..RING_SLOTS)
+            .find(|s| *s != active && *s != previous)
+            .expect("three slots");
         for (i, node) in table.iter().enumerate() {
             self.ring.set(free * size + i as u32, node, 0)?;
         }

@@ -7,11 +7,14 @@
 //! and a new program replaces an attached one atomically ([`loader`]).
 
 mod bpffs;
+mod bring_up;
 pub mod loader;
 pub mod maps;
+pub mod neighbours;
 mod object;
 pub mod sync;
 
+pub use bring_up::{bring_up, BringUpReport};
 pub use loader::{attach, detach, load, AttachedMode, LoadOptions, Loaded};
 pub use maps::DataplaneMaps;
 pub use object::OBJECT;

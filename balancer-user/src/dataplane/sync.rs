@@ -4,12 +4,12 @@
 use super::maps::DataplaneMaps;
 use crate::{
     config::{self, Config},
-    maglev::{self, Member},
+    maglev::{self, Member, MemberState},
 };
 use anyhow::{bail, Context as _};
 use balancer_common::{
     maps::MAX_NODES,
-    node::{NodeInfo, NODE_FLAG_CONFIGURED, NODE_FLAG_HEALTHY},
+    node::{NodeInfo, NODE_FLAG_CONFIGURED, NODE_FLAG_HEALTHY, NODE_FLAG_JOINED},
     vip::{v4_mapped, VipInfo, VipKey, AFFINITY_NETWORK, AFFINITY_SINGLE, PROTO_TCP},
 };
 use std::net::IpAddr;
@@ -40,8 +40,16 @@ pub fn vip_entries(dataplane: &config::Dataplane) -> Vec<VipEntry> {
     for vip in &dataplane.vips {
         for port in &vip.ports {
             entries.push(VipEntry {
-                key: VipKey { addr: map_addr(vip.address), port: *port, proto: PROTO_TCP, _pad: 0 },
-                info: VipInfo { vip_index: entries.len() as u32, affinity: vip.affinity.to_map_value() },
+                key: VipKey {
+                    addr: map_addr(vip.address),
+                    port: *port,
+                    proto: PROTO_TCP,
+                    _pad: 0,
+                },
+                info: VipInfo {
+                    vip_index: entries.len() as u32,
+                    affinity: vip.affinity.to_map_value(),
+                },
                 label: format!("{}", std::net::SocketAddr::new(vip.address, *port)),
             });
         }
@@ -57,10 +65,19 @@ pub fn vip_entries(dataplane: &config::Dataplane) -> Vec<VipEntry> {
             .filter(|v| v.address == address)
             .all(|v| v.affinity == config::Affinity::Network);
         entries.push(VipEntry {
-            key: VipKey { addr: map_addr(address), port: 0, proto: PROTO_TCP, _pad: 0 },
+            key: VipKey {
+                addr: map_addr(address),
+                port: 0,
+                proto: PROTO_TCP,
+                _pad: 0,
+            },
             info: VipInfo {
                 vip_index: entries.len() as u32,
-                affinity: if all_network { AFFINITY_NETWORK } else { AFFINITY_SINGLE },
+                affinity: if all_network {
+                    AFFINITY_NETWORK
+                } else {
+                    AFFINITY_SINGLE
+                },
             },
             label: format!("{address} (address)"),
         });
@@ -68,25 +85,59 @@ pub fn vip_entries(dataplane: &config::Dataplane) -> Vec<VipEntry> {
     entries
 }
 
-/// The array's members with their health as the NODES map records it (new members start
-/// healthy).
-pub fn members(config: &Config, maps: &DataplaneMaps) -> anyhow::Result<Vec<Member>> {
+/// How members that the NODES map has never recorded start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewMembers {
+    /// Up: the array is being formed (first attach on a node, every member new).
+    Up,
+    /// Joining: they were added to a running array and take no part in the table until
+    /// marked up (`balancer xdp health NODE up`), so adding them moves no client.
+    Joining,
+}
+
+/// The array's members, with their state as the NODES map records it.
+pub fn members(
+    config: &Config,
+    maps: &DataplaneMaps,
+    new: NewMembers,
+) -> anyhow::Result<Vec<Member>> {
     config
         .site()
         .nodes
         .iter()
         .map(|n| {
-            let recorded = maps.nodes.get(&n.id, 0)?;
-            let healthy = recorded.flags & NODE_FLAG_CONFIGURED == 0 || recorded.flags & NODE_FLAG_HEALTHY != 0;
-            Ok(Member { id: n.id, name: n.name.clone(), healthy })
+            let flags = maps.nodes.get(&n.id, 0)?.flags;
+            let state = if flags & NODE_FLAG_CONFIGURED == 0 {
+                match new {
+                    NewMembers::Up => MemberState::Up,
+                    NewMembers::Joining => MemberState::Joining,
+                }
+            } else if flags & NODE_FLAG_HEALTHY != 0 {
+                MemberState::Up
+            } else if flags & NODE_FLAG_JOINED != 0 {
+                MemberState::Down
+            } else {
+                MemberState::Joining
+            };
+            Ok(Member {
+                id: n.id,
+                name: n.name.clone(),
+                state,
+            })
         })
         .collect()
 }
 
-fn node_info(node: &config::Node, healthy: bool) -> NodeInfo {
+fn node_info(node: &config::Node, state: MemberState) -> NodeInfo {
+    let flags = NODE_FLAG_CONFIGURED
+        | match state {
+            MemberState::Up => NODE_FLAG_HEALTHY | NODE_FLAG_JOINED,
+            MemberState::Down => NODE_FLAG_JOINED,
+            MemberState::Joining => 0,
+        };
     NodeInfo {
         underlay_v4: node.underlay_v4.map(|a| a.octets()).unwrap_or_default(),
-        flags: NODE_FLAG_CONFIGURED | if healthy { NODE_FLAG_HEALTHY } else { 0 },
+        flags,
         underlay_v6: node.underlay_v6.map(|a| a.octets()).unwrap_or_default(),
     }
 }
@@ -97,12 +148,18 @@ pub struct SyncReport {
     pub vips: usize,
     pub vips_removed: usize,
     pub nodes: usize,
-    pub healthy_nodes: usize,
+    pub up_nodes: usize,
+    pub joining_nodes: usize,
     pub ring_changed: bool,
 }
 
-/// Brings the maps in line with `config`, keeping recorded node health.
-pub fn apply(config: &Config, maps: &mut DataplaneMaps) -> anyhow::Result<SyncReport> {
+/// Brings the maps in line with `config`, keeping the recorded state of known members;
+/// members never recorded start as `new` says.
+pub fn apply(
+    config: &Config,
+    maps: &mut DataplaneMaps,
+    new: NewMembers,
+) -> anyhow::Result<SyncReport> {
     let dp = &config.dataplane;
     if maps.ring_capacity() != dp.ring_size {
         bail!(
@@ -117,9 +174,9 @@ pub fn apply(config: &Config, maps: &mut DataplaneMaps) -> anyhow::Result<SyncRe
     identity.hash_seed = dp.hash_seed;
     maps.set_config(identity)?;
 
-    let members = members(config, maps)?;
+    let members = members(config, maps, new)?;
     for (node, member) in config.site().nodes.iter().zip(&members) {
-        maps.nodes.set(node.id, node_info(node, member.healthy), 0)?;
+        maps.nodes.set(node.id, node_info(node, member.state), 0)?;
     }
     let configured: Vec<u32> = members.iter().map(|m| m.id).collect();
     for id in 1..MAX_NODES {
@@ -152,19 +209,42 @@ pub fn apply(config: &Config, maps: &mut DataplaneMaps) -> anyhow::Result<SyncRe
         vips: entries.len(),
         vips_removed: stale.len(),
         nodes: members.len(),
-        healthy_nodes: members.iter().filter(|m| m.healthy).count(),
+        up_nodes: members
+            .iter()
+            .filter(|m| m.state == MemberState::Up)
+            .count(),
+        joining_nodes: members
+            .iter()
+            .filter(|m| m.state == MemberState::Joining)
+            .count(),
         ring_changed,
     })
 }
 
-/// Marks a node of the array healthy or not and republishes the table (only that node's
-/// slots move). Returns whether the table changed.
-pub fn set_health(config: &Config, maps: &mut DataplaneMaps, name: &str, healthy: bool) -> anyhow::Result<bool> {
+/// Marks a node of the array up or down and republishes the table. Down moves only that
+/// node's slots; the first up of a joining node gives it its share. Returns whether the table
+/// changed.
+pub fn set_health(
+    config: &Config,
+    maps: &mut DataplaneMaps,
+    name: &str,
+    up: bool,
+) -> anyhow::Result<bool> {
     let Some(node) = config.site().nodes.iter().find(|n| n.name == name) else {
         bail!("{name:?} is not a node of site {:?}", config.site().name);
     };
-    maps.nodes.set(node.id, node_info(node, healthy), 0)?;
-    let members = members(config, maps)?;
+    let current = members(config, maps, NewMembers::Joining)?
+        .into_iter()
+        .find(|m| m.id == node.id)
+        .map(|m| m.state)
+        .unwrap_or(MemberState::Joining);
+    let state = match (up, current) {
+        (true, _) => MemberState::Up,
+        (false, MemberState::Joining) => MemberState::Joining,
+        (false, _) => MemberState::Down,
+    };
+    maps.nodes.set(node.id, node_info(node, state), 0)?;
+    let members = members(config, maps, NewMembers::Joining)?;
     let table = maglev::build(&members, config.dataplane.ring_size)?;
     maps.publish_ring(&table)
 }

@@ -5,18 +5,21 @@
 //! node of an array computes the same table from the same configuration, in any process and
 //! any build (permutations come from XXH3 of the member's name, a fixed, specified hash).
 //!
-//! Building goes in two passes:
-//! 1. Plain Maglev over all configured members, healthy or not: each member walks its own
+//! A member is [`MemberState::Up`], [`MemberState::Down`] (failed or drained) or
+//! [`MemberState::Joining`] (configured, never up yet). Building goes in two passes:
+//! 1. Plain Maglev over the members that have joined (up or down): each walks its own
 //!    permutation of the slots and, in turn, claims the next free one. Every member ends with
 //!    `size / n` or one more slot.
-//! 2. The slots of unhealthy members are refilled by the healthy members, which take turns in
-//!    the same way over the vacated slots only.
+//! 2. The slots of down members are refilled by the up members, which take turns in the same
+//!    way over the vacated slots only.
 //!
 //! So a member that fails or is drained moves exactly its own slots (R3), spread evenly over
-//! the others, and gets exactly those slots back when it recovers. Adding or removing a
-//! configured member re-runs pass 1: that member's fair share moves, plus Maglev's small
-//! churn among the others (measured in the tests); established connections survive either
-//! way through the data plane's connection table and second chance.
+//! the others, and gets exactly those slots back when it recovers. A joining member changes
+//! nothing: adding a node to the configuration leaves the table as it is, and its first
+//! "up" is one change (its fair share, plus Maglev's small churn among the others, measured
+//! in the tests) that every node of the array, the newcomer included, makes from the same
+//! previous table. Established connections survive that change through the data plane's
+//! connection table and second chance, which needs exactly that shared previous table.
 
 use balancer_common::node::NO_NODE;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -27,6 +30,17 @@ mod tests;
 const OFFSET_SEED: u64 = 0x6d61_676c_6576_3031; // "maglev01"
 const SKIP_SEED: u64 = 0x6d61_676c_6576_3032; // "maglev02"
 
+/// Where a member stands in the array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    /// Receives traffic.
+    Up,
+    /// Has been up, now failed or drained: its slots are lent to the up members.
+    Down,
+    /// Configured but never up: not part of the table yet.
+    Joining,
+}
+
 /// One configured member of the array.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -34,8 +48,7 @@ pub struct Member {
     pub id: u32,
     /// Stable name: the member's permutation derives from it, not from its position.
     pub name: String,
-    /// Whether the member may receive traffic.
-    pub healthy: bool,
+    pub state: MemberState,
 }
 
 /// Errors in the inputs of [`build`].
@@ -62,7 +75,11 @@ impl Permutation {
     fn new(name: &str, size: u64) -> Self {
         let offset = xxh3_64_with_seed(name.as_bytes(), OFFSET_SEED) % size;
         let skip = xxh3_64_with_seed(name.as_bytes(), SKIP_SEED) % (size - 1) + 1;
-        Self { offset, skip, next: 0 }
+        Self {
+            offset,
+            skip,
+            next: 0,
+        }
     }
 
     /// The next slot in this member's preference order.
@@ -81,25 +98,39 @@ pub fn build(members: &[Member], size: u32) -> Result<Vec<u32>, TableError> {
     if members.is_empty() {
         return Ok(table);
     }
-    // Pass 1: Maglev over every configured member.
-    let mut perms: Vec<Permutation> = members.iter().map(|m| Permutation::new(&m.name, size64)).collect();
-    fill(&mut table, members, &mut perms, size64, |_| true);
-    // Pass 2: vacate the unhealthy members' slots, refill them from the healthy members.
-    let healthy: Vec<bool> = members.iter().map(|m| m.healthy).collect();
-    if healthy.iter().all(|h| *h) {
+    let joined: Vec<bool> = members
+        .iter()
+        .map(|m| m.state != MemberState::Joining)
+        .collect();
+    let up: Vec<bool> = members.iter().map(|m| m.state == MemberState::Up).collect();
+    if !up.iter().any(|u| *u) {
         return Ok(table);
     }
-    let unhealthy_ids: Vec<u32> = members.iter().filter(|m| !m.healthy).map(|m| m.id).collect();
+    // Pass 1: Maglev over every member that has joined.
+    let mut perms: Vec<Permutation> = members
+        .iter()
+        .map(|m| Permutation::new(&m.name, size64))
+        .collect();
+    fill(&mut table, members, &mut perms, size64, |i| joined[i]);
+    // Pass 2: vacate the down members' slots, refill them from the up members.
+    let down_ids: Vec<u32> = members
+        .iter()
+        .filter(|m| m.state == MemberState::Down)
+        .map(|m| m.id)
+        .collect();
+    if down_ids.is_empty() {
+        return Ok(table);
+    }
     for slot in table.iter_mut() {
-        if unhealthy_ids.contains(slot) {
+        if down_ids.contains(slot) {
             *slot = NO_NODE;
         }
     }
-    if !healthy.iter().any(|h| *h) {
-        return Ok(table);
-    }
-    let mut perms: Vec<Permutation> = members.iter().map(|m| Permutation::new(&m.name, size64)).collect();
-    fill(&mut table, members, &mut perms, size64, |i| healthy[i]);
+    let mut perms: Vec<Permutation> = members
+        .iter()
+        .map(|m| Permutation::new(&m.name, size64))
+        .collect();
+    fill(&mut table, members, &mut perms, size64, |i| up[i]);
     Ok(table)
 }
 
@@ -136,7 +167,10 @@ fn validate(members: &[Member], size: u32) -> Result<(), TableError> {
         return Err(TableError::NotPrime(size));
     }
     if (size as usize) < members.len() {
-        return Err(TableError::TooSmall { size, members: members.len() });
+        return Err(TableError::TooSmall {
+            size,
+            members: members.len(),
+        });
     }
     for (i, a) in members.iter().enumerate() {
         for b in &members[i + 1..] {

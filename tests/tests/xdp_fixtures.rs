@@ -1,0 +1,1711 @@
+//! BPF_PROG_TEST_RUN packet fixtures for the steering XDP program (`balancer_xdp`), in the
+//! manner of Katran's: each case is a description, an input frame, the XDP action expected and
+//! the output frame expected (or "unchanged"). Rules of MISSION.md: R1 (one array per site),
+//! R2 (IP affinity on 80/443), R3 (a ring change breaks no established connection), R4 (what
+//! is not for a VIP and port passes untouched), R16 (POP3/IMAP4 are not steered).
+//!
+//! Every test runs in a fresh network namespace holding a veth pair fx0/fx1. fx0 is this node
+//! (node 1): MAC 02:00:00:00:00:01, underlay 10.0.0.1/24 and fd00::1/64, with permanent
+//! neighbour entries for the peers' underlay addresses (node n at 10.0.0.n / fd00::n, MAC
+//! 02:00:00:00:00:0n), so `bpf_fib_lookup` gives fixed MACs. Each run passes an `xdp_md` whose
+//! ingress ifindex is fx0, so the program's route lookup and its XDP_TX decision use fx0.
+//!
+//! Besides each case's own expectation, every case's input is also run at every shorter
+//! length: the program must then answer XDP_PASS (with the bytes unchanged) or XDP_DROP, never
+//! TX, REDIRECT or ABORTED, and must drop a truncated packet whose IP header is complete and
+//! whose destination is a VIP address.
+
+use anyhow::{bail, ensure, Context as _};
+use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp};
+use balancer_common::{
+    encap::{V4_ID_SECOND_CHANCE, V6_FLOW_HASH_MASK, V6_FLOW_SECOND_CHANCE},
+    hash::{affinity_hash, FlowTuple},
+    maps::{PROGRAM, UNATTRIBUTED_STATS_INDEX},
+    node::{active_slot, ring_select, NODE_FLAG_CONFIGURED, NODE_FLAG_HEALTHY},
+    stats::Counters,
+    vip::{v4_mapped, AFFINITY_SINGLE, PROTO_TCP},
+};
+use balancer_tests::{
+    netns::Netns,
+    packets::{self, Tag, Tcp},
+    privileges,
+};
+use balancer_user::{
+    config::Config,
+    dataplane::{load, sync, LoadOptions, Loaded},
+};
+use etherparse::{EtherType, IpNumber};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+const XDP_ABORTED: u32 = 0;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
+
+/// This node's id in the fixture configuration.
+const SELF: u32 = 1;
+/// fx0's MAC address: this node.
+const FX0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+/// The upstream router that hands VIP traffic to this node.
+const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+/// Ring size of the fixtures (a small prime keeps map writes fast).
+const RING_SIZE: u32 = 13;
+/// Affinity hash seed of the fixtures (not 0, so that the seed is seen to be honoured).
+const HASH_SEED: u32 = 7;
+
+const VIP4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 0x10);
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
+const OTHER4: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 99);
+const OTHER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x201, 0, 0, 0, 0, 0, 0x99);
+
+/// The fixture configuration: node 1 of site "lab" with peers 2 and 3, two VIPs on 80 and
+/// 443 with single affinity, and another site whose node must never be a target (R1).
+const CONFIG: &str = r#"
+[node]
+site = "lab"
+name = "node-1"
+
+[dataplane]
+interfaces = ["fx0"]
+ring_size = 13
+hash_seed = 7
+conn_table_entries = 1024
+
+[[dataplane.vips]]
+address = "10.200.0.10"
+ports = [80, 443]
+affinity = "single"
+
+[[dataplane.vips]]
+address = "fd00:200::10"
+ports = [80, 443]
+affinity = "single"
+
+[[sites]]
+name = "lab"
+
+[[sites.nodes]]
+id = 1
+name = "node-1"
+underlay_v4 = "10.0.0.1"
+underlay_v6 = "fd00::1"
+
+[[sites.nodes]]
+id = 2
+name = "node-2"
+underlay_v4 = "10.0.0.2"
+underlay_v6 = "fd00::2"
+
+[[sites.nodes]]
+id = 3
+name = "node-3"
+underlay_v4 = "10.0.0.3"
+underlay_v6 = "fd00::3"
+
+[[sites]]
+name = "elsewhere"
+
+[[sites.nodes]]
+id = 4
+name = "elsewhere-4"
+underlay_v4 = "10.0.0.4"
+underlay_v6 = "fd00::4"
+"#;
+
+fn node_mac(id: u32) -> [u8; 6] {
+    [2, 0, 0, 0, 0, id as u8]
+}
+
+fn underlay_v4(id: u32) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, id as u8)
+}
+
+fn underlay_v6(id: u32) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, id as u16)
+}
+
+fn is_vip_address(addr: IpAddr) -> bool {
+    addr == IpAddr::V4(VIP4) || addr == IpAddr::V6(VIP6)
+}
+
+/// The frame a client's packet arrives in: from the router to fx0, behind `tags`.
+fn frame(tags: &[Tag], ip: &[u8]) -> Vec<u8> {
+    packets::ethernet(ROUTER_MAC, FX0_MAC, tags, ip)
+}
+
+/// The frame this node sends to node `to`: fx0 to the peer's MAC, no tags, the outer header
+/// (IPv4-in-IPv4 or IPv6-in-IPv6 after the inner family) and the inner IP packet.
+fn forwarded(to: u32, second_chance: bool, inner: &[u8]) -> Vec<u8> {
+    let outer = if inner[0] >> 4 == 4 {
+        let id = if second_chance {
+            V4_ID_SECOND_CHANCE
+        } else {
+            0
+        };
+        packets::ipip(underlay_v4(SELF), underlay_v4(to), id, inner)
+    } else {
+        packets::ip6ip6(underlay_v6(SELF), underlay_v6(to), second_chance, inner)
+    };
+    packets::ethernet(FX0_MAC, node_mac(to), &[], &outer)
+}
+
+/// A frame from peer `from` to this node carrying `inner` encapsulated (what `from`'s own
+/// program sends), behind `tags`.
+fn from_peer(from: u32, tags: &[Tag], second_chance: bool, inner: &[u8]) -> Vec<u8> {
+    from_peer_to(from, SELF, tags, second_chance, inner)
+}
+
+/// As [`from_peer`], with the outer destination the underlay address of node `to`.
+fn from_peer_to(from: u32, to: u32, tags: &[Tag], second_chance: bool, inner: &[u8]) -> Vec<u8> {
+    let outer = if inner[0] >> 4 == 4 {
+        let id = if second_chance {
+            V4_ID_SECOND_CHANCE
+        } else {
+            0
+        };
+        packets::ipip(underlay_v4(from), underlay_v4(to), id, inner)
+    } else {
+        packets::ip6ip6(underlay_v6(from), underlay_v6(to), second_chance, inner)
+    };
+    packets::ethernet(node_mac(from), FX0_MAC, tags, &outer)
+}
+
+fn v4(a: Ipv4Addr) -> IpAddr {
+    IpAddr::V4(a)
+}
+
+fn v6(a: Ipv6Addr) -> IpAddr {
+    IpAddr::V6(a)
+}
+
+/// A ring: which node each slot names.
+#[derive(Clone, Copy, Debug)]
+enum Ring {
+    /// Every slot names this node.
+    All(u32),
+    /// The Maglev table `sync::apply` built for nodes 1, 2 and 3.
+    Maglev,
+}
+
+/// The data plane state a case runs in.
+#[derive(Clone, Copy, Debug)]
+enum Setup {
+    /// Empty connection table; this ring active and no previous ring.
+    Fresh(Ring),
+    /// Empty connection table; `previous` was the active ring, then `active` was published.
+    Changed { previous: Ring, active: Ring },
+    /// This ring published over the state the previous case left (connection table kept).
+    Publish(Ring),
+    /// Node `.0` marked healthy or not in the NODES map, over the previous case's state.
+    Health(u32, bool),
+    /// The state the previous case left.
+    Keep,
+}
+
+/// What the program must do with a case's input.
+#[derive(Clone, Debug)]
+enum Expect {
+    /// XDP_PASS with the frame unchanged.
+    Pass,
+    /// XDP_PASS with the frame rewritten to these bytes (decapsulation).
+    PassAs(Vec<u8>),
+    /// XDP_DROP.
+    Drop,
+    /// XDP_TX to node `to`, the output exactly `frame`; the outer header is also checked
+    /// field by field against `inner`, the IP packet it must carry.
+    Forward {
+        to: u32,
+        second_chance: bool,
+        inner: Vec<u8>,
+        frame: Vec<u8>,
+    },
+}
+
+/// A counter of [`Counters`].
+#[derive(Clone, Copy, Debug)]
+enum Stat {
+    PassedLocal,
+    Forwarded,
+    Decapsulated,
+    DroppedMalformed,
+    ContinuityHits,
+    SecondChance,
+    FibFailures,
+}
+
+impl Stat {
+    fn of(self, c: &Counters) -> u64 {
+        match self {
+            Stat::PassedLocal => c.passed_local,
+            Stat::Forwarded => c.forwarded,
+            Stat::Decapsulated => c.decapsulated,
+            Stat::DroppedMalformed => c.dropped_malformed,
+            Stat::ContinuityHits => c.continuity_hits,
+            Stat::SecondChance => c.second_chance,
+            Stat::FibFailures => c.fib_failures,
+        }
+    }
+}
+
+/// Which VIP_STATS entry a counter check reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum StatsOf {
+    /// The (address, port) entry; port 0 is the address entry.
+    Vip(IpAddr, u16),
+    /// Packets that belong to no VIP.
+    Unattributed,
+}
+
+/// One fixture.
+#[derive(Clone, Debug)]
+struct Case {
+    name: String,
+    setup: Setup,
+    input: Vec<u8>,
+    expect: Expect,
+    /// Counter increments the full-length run must cause (exact).
+    counts: Vec<(StatsOf, Stat, u64)>,
+}
+
+impl Case {
+    fn new(name: impl Into<String>, setup: Setup, input: Vec<u8>, expect: Expect) -> Self {
+        Self {
+            name: name.into(),
+            setup,
+            input,
+            expect,
+            counts: Vec::new(),
+        }
+    }
+
+    fn counts(mut self, of: StatsOf, stat: Stat, delta: u64) -> Self {
+        self.counts.push((of, stat, delta));
+        self
+    }
+}
+
+/// `Expect::Forward` for `inner` (the client's IP packet) sent on to node `to`.
+fn forward_to(to: u32, inner: &[u8]) -> Expect {
+    Expect::Forward {
+        to,
+        second_chance: false,
+        inner: inner.to_vec(),
+        frame: forwarded(to, false, inner),
+    }
+}
+
+/// As [`forward_to`] for a frame that carried `padding` bytes of Ethernet padding after the
+/// IP packet: they stay after it.
+fn forward_padded_to(to: u32, inner: &[u8], padding: usize) -> Expect {
+    let mut frame = forwarded(to, false, inner);
+    frame.resize(frame.len() + padding, 0);
+    Expect::Forward {
+        to,
+        second_chance: false,
+        inner: inner.to_vec(),
+        frame,
+    }
+}
+
+/// `Expect::Forward` for a second-chance forward of `inner` to the previous owner `to`.
+fn second_chance_to(to: u32, inner: &[u8]) -> Expect {
+    Expect::Forward {
+        to,
+        second_chance: true,
+        inner: inner.to_vec(),
+        frame: forwarded(to, true, inner),
+    }
+}
+
+/// The loaded program and its maps, configured from [`CONFIG`], in the fixture namespace.
+struct Lab {
+    loaded: Loaded,
+    /// Test runs made, and truncated inputs the kernel refused (shorter than Ethernet).
+    runs: std::cell::Cell<u64>,
+    refused: std::cell::Cell<u64>,
+    ifindex: u32,
+    /// The Maglev ring `sync::apply` published, read back from the RING map.
+    maglev: Vec<u32>,
+    /// VIP_STATS index of each (address, port) VIP entry (port 0: the address entry).
+    vip_index: HashMap<(IpAddr, u16), u32>,
+}
+
+/// A namespace with fx0/fx1 as the module documentation says.
+fn fixture_netns() -> anyhow::Result<Netns> {
+    privileges::require_root_and_bpffs()?;
+    let ns = Netns::new("xdpfx")?;
+    ns.ip("link add fx0 type veth peer name fx1")?;
+    ns.ip("link set fx0 address 02:00:00:00:00:01")?;
+    ns.ip("link set fx0 mtu 9000")?;
+    ns.ip("link set fx1 mtu 9000")?;
+    ns.ip("addr add 10.0.0.1/24 dev fx0")?;
+    ns.ip("addr add fd00::1/64 dev fx0 nodad")?;
+    ns.ip("link set fx0 up")?;
+    ns.ip("link set fx1 up")?;
+    // bpf_fib_lookup answers "forwarding disabled" for an interface without IP forwarding,
+    // BPF_FIB_LOOKUP_OUTPUT or not (Linux 6.18): without these every forward is dropped as a
+    // fib failure. See `next_hop` in balancer-ebpf's tunnel.rs.
+    ns.sysctl("net.ipv4.conf.fx0.forwarding", "1")?;
+    ns.sysctl("net.ipv6.conf.fx0.forwarding", "1")?;
+    for peer in [2u32, 3] {
+        let mac = node_mac(peer).map(|b| format!("{b:02x}")).join(":");
+        ns.ip(&format!(
+            "neigh replace {} lladdr {mac} dev fx0 nud permanent",
+            underlay_v4(peer)
+        ))?;
+        ns.ip(&format!(
+            "neigh replace {} lladdr {mac} dev fx0 nud permanent",
+            underlay_v6(peer)
+        ))?;
+    }
+    Ok(ns)
+}
+
+impl Lab {
+    /// Loads the program and applies [`CONFIG`]; call on a thread inside `ns`.
+    fn new(ns: &Netns) -> anyhow::Result<Self> {
+        let ifindex = ns.ifindex("fx0")?;
+        let mut loaded = load(&LoadOptions {
+            pin_dir: None,
+            ring_size: RING_SIZE,
+            conn_table_entries: 1024,
+        })?;
+        let config = Config::parse(CONFIG)?;
+        // Every member up: the array forms with this configuration.
+        sync::apply(&config, &mut loaded.maps, sync::NewMembers::Up)?;
+        let cfg = loaded.maps.config()?;
+        ensure!(
+            cfg.self_node == SELF && cfg.ring_size == RING_SIZE && cfg.hash_seed == HASH_SEED,
+            "config not applied: {cfg:?}"
+        );
+        let maglev = loaded
+            .maps
+            .ring_table(active_slot(cfg.ring_select), RING_SIZE)?;
+        let vip_index = sync::vip_entries(&config.dataplane)
+            .into_iter()
+            .map(|e| {
+                let addr = match e.key.addr {
+                    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d] => {
+                        v4(Ipv4Addr::new(a, b, c, d))
+                    }
+                    bytes => v6(Ipv6Addr::from(bytes)),
+                };
+                ((addr, e.key.port), e.info.vip_index)
+            })
+            .collect();
+        Ok(Self {
+            loaded,
+            ifindex,
+            maglev,
+            vip_index,
+            runs: Default::default(),
+            refused: Default::default(),
+        })
+    }
+
+    fn program(&self) -> &Xdp {
+        self.loaded
+            .ebpf
+            .program(PROGRAM)
+            .expect("load() checked the program")
+            .try_into()
+            .expect("an XDP program")
+    }
+
+    /// Runs the program once on `input`, as received on fx0. The kernel refuses (EINVAL)
+    /// frames shorter than an Ethernet header.
+    fn run(&self, input: &[u8]) -> Result<(u32, Vec<u8>), ProgramError> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex; all 0 but these two. The ingress ifindex makes fx0 the receiving
+        // interface (route lookup, XDP_TX decision, socket lookups in this namespace).
+        // data_end must be the input's length: the kernel takes it as the end of the part the
+        // program can read, and with 0 the program sees an empty packet (and passes it: every
+        // fixture would pass vacuously; seen on Linux 6.18).
+        let ctx: Vec<u8> = [0, input.len() as u32, 0, self.ifindex, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        // Room for the largest growth (outer Ethernet + IPv6 header) and more.
+        let mut out = vec![0u8; input.len() + 512];
+        self.runs.set(self.runs.get() + 1);
+        let result = self.program().test_run(TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::default()
+        })?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
+    fn uniform(node: u32) -> Vec<u32> {
+        vec![node; RING_SIZE as usize]
+    }
+
+    fn table(&self, ring: Ring) -> Vec<u32> {
+        match ring {
+            Ring::All(node) => Self::uniform(node),
+            Ring::Maglev => self.maglev.clone(),
+        }
+    }
+
+    fn clear_conn_table(&mut self) -> anyhow::Result<()> {
+        let keys: Vec<_> = self
+            .loaded
+            .maps
+            .conn_table
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in keys {
+            self.loaded.maps.conn_table.remove(&key)?;
+        }
+        Ok(())
+    }
+
+    fn set_node_health(&mut self, id: u32, healthy: bool) -> anyhow::Result<()> {
+        let mut node = self.loaded.maps.nodes.get(&id, 0)?;
+        // Only the health bit: the program's notion of usable is configured and healthy.
+        node.flags =
+            (node.flags & !NODE_FLAG_HEALTHY) | if healthy { NODE_FLAG_HEALTHY } else { 0 };
+        ensure!(
+            node.flags & NODE_FLAG_CONFIGURED != 0,
+            "node {id} is not configured"
+        );
+        self.loaded.maps.nodes.set(id, node, 0)?;
+        Ok(())
+    }
+
+    fn setup(&mut self, setup: Setup) -> anyhow::Result<()> {
+        match setup {
+            Setup::Fresh(ring) => {
+                self.clear_conn_table()?;
+                for id in 1..=3 {
+                    self.set_node_health(id, true)?;
+                }
+                self.loaded.maps.publish_ring(&self.table(ring))?;
+                // No previous ring: the selector names the active slot twice.
+                let mut cfg = self.loaded.maps.config()?;
+                let active = active_slot(cfg.ring_select);
+                cfg.ring_select = ring_select(active, active);
+                self.loaded.maps.set_config(cfg)?;
+            }
+            Setup::Changed { previous, active } => {
+                self.clear_conn_table()?;
+                for id in 1..=3 {
+                    self.set_node_health(id, true)?;
+                }
+                // Publishing the active ring again changes nothing, so `previous` is active
+                // after this either way.
+                self.loaded.maps.publish_ring(&self.table(previous))?;
+                let changed = self.loaded.maps.publish_ring(&self.table(active))?;
+                ensure!(changed, "{previous:?} -> {active:?} is no ring change");
+            }
+            Setup::Publish(ring) => {
+                self.loaded.maps.publish_ring(&self.table(ring))?;
+            }
+            Setup::Health(id, healthy) => self.set_node_health(id, healthy)?,
+            Setup::Keep => {}
+        }
+        Ok(())
+    }
+
+    fn stats_index(&self, of: StatsOf) -> u32 {
+        match of {
+            StatsOf::Vip(addr, port) => *self
+                .vip_index
+                .get(&(addr, port))
+                .unwrap_or_else(|| panic!("no VIP entry {addr}:{port}")),
+            StatsOf::Unattributed => UNATTRIBUTED_STATS_INDEX,
+        }
+    }
+
+    fn counters(&self, of: StatsOf) -> anyhow::Result<Counters> {
+        self.loaded.maps.vip_counters(self.stats_index(of))
+    }
+
+    /// The ring owner of `client` under single affinity: what the program must compute,
+    /// computed here from `balancer_common::hash` and the Maglev ring read back from the map.
+    fn maglev_owner(&self, client: IpAddr) -> u32 {
+        let (src, is_v4) = match client {
+            IpAddr::V4(a) => (v4_mapped(a.octets()), true),
+            IpAddr::V6(a) => (a.octets(), false),
+        };
+        // Single affinity reads the source address only; the rest of the tuple is ignored.
+        let tuple = FlowTuple {
+            src,
+            dst: [0; 16],
+            sport_be: 0,
+            dport_be: 0,
+            proto: PROTO_TCP,
+            is_v4,
+        };
+        self.maglev[(affinity_hash(HASH_SEED, AFFINITY_SINGLE, &tuple) % RING_SIZE) as usize]
+    }
+
+    /// The first address from `candidates` that the Maglev ring gives to a node `accept`s.
+    fn client_owned_by(
+        &self,
+        candidates: impl Iterator<Item = IpAddr>,
+        accept: impl Fn(u32) -> bool,
+    ) -> (IpAddr, u32) {
+        candidates
+            .map(|c| (c, self.maglev_owner(c)))
+            .find(|(_, owner)| accept(*owner))
+            .expect("the 13-slot ring gives some candidate to the wanted node")
+    }
+
+    /// Runs the cases in order; returns a line per failure.
+    fn run_cases(&mut self, cases: &[Case]) -> anyhow::Result<Vec<String>> {
+        let mut failures = Vec::new();
+        for case in cases {
+            self.setup(case.setup)
+                .with_context(|| format!("setting up {:?}", case.name))?;
+            let before: Vec<Counters> = case
+                .counts
+                .iter()
+                .map(|(of, _, _)| self.counters(*of))
+                .collect::<Result<_, _>>()?;
+            let mut problems = Vec::new();
+            match self.run(&case.input) {
+                Ok((action, out)) => {
+                    problems.extend(check_expectation(&case.expect, &case.input, action, &out))
+                }
+                Err(e) => problems.push(format!("test run failed: {e:#}")),
+            }
+            for ((of, stat, delta), before) in case.counts.iter().zip(&before) {
+                let after = self.counters(*of)?;
+                let got = stat.of(&after).wrapping_sub(stat.of(before));
+                if got != *delta {
+                    problems.push(format!(
+                        "counter {stat:?} of {of:?} went up by {got}, expected {delta}"
+                    ));
+                }
+            }
+            problems.extend(self.truncations(&case.input)?);
+            if problems.is_empty() {
+                eprintln!("ok    {}", case.name);
+            } else {
+                eprintln!("FAIL  {}", case.name);
+                for p in &problems {
+                    eprintln!("      {}", p.replace('\n', "\n      "));
+                }
+                failures.push(format!("{}: {}", case.name, problems.join("; ")));
+            }
+        }
+        eprintln!(
+            "{} cases, {} test runs ({} truncated inputs under {} bytes refused by the kernel)",
+            cases.len(),
+            self.runs.get(),
+            self.refused.get(),
+            packets::ETH_LEN
+        );
+        Ok(failures)
+    }
+
+    /// Runs `input` cut at every shorter length (see the module documentation). Cutting
+    /// only Ethernet padding after the IP packet truncates no header, so those lengths are
+    /// left out.
+    fn truncations(&self, input: &[u8]) -> anyhow::Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let end = packets::ip_packet_end(input).map_or(input.len(), |end| end.min(input.len()));
+        for len in 0..end {
+            let data = &input[..len];
+            let (action, out) = match self.run(data) {
+                Ok(r) => r,
+                // BPF_PROG_TEST_RUN refuses XDP input shorter than an Ethernet header
+                // (EINVAL): lengths 0..14 are not runnable, so there is nothing to check.
+                Err(_) if len < packets::ETH_LEN => {
+                    self.refused.set(self.refused.get() + 1);
+                    continue;
+                }
+                Err(e) => bail!("test run of {len} of {} bytes failed: {e:#}", input.len()),
+            };
+            if len < packets::ETH_LEN {
+                // The kernel took it after all: the rules below apply as for any length.
+                eprintln!("      note: the kernel ran a {len}-byte frame");
+            }
+            match action {
+                XDP_PASS if out != data => {
+                    problems.push(format!(
+                        "truncated to {len}: XDP_PASS but the frame changed"
+                    ));
+                }
+                XDP_PASS | XDP_DROP => {}
+                other => problems.push(format!(
+                    "truncated to {len}: {} (only PASS or DROP allowed)",
+                    action_name(other)
+                )),
+            }
+            let (l3, _) = packets::l3_offset(data).unwrap_or((usize::MAX, 0));
+            if let Some((dst, fixed_len)) = packets::ip_destination(data) {
+                if is_vip_address(dst) && l3 + fixed_len <= len && action != XDP_DROP {
+                    problems.push(format!("truncated to {len}: {} for a truncated packet to VIP address {dst} (must drop)", action_name(action)));
+                }
+            }
+            if problems.len() >= 5 {
+                problems.push("(more truncation failures left out)".into());
+                break;
+            }
+        }
+        Ok(problems)
+    }
+}
+
+fn action_name(action: u32) -> String {
+    match action {
+        XDP_ABORTED => "XDP_ABORTED".into(),
+        XDP_DROP => "XDP_DROP".into(),
+        XDP_PASS => "XDP_PASS".into(),
+        XDP_TX => "XDP_TX".into(),
+        XDP_REDIRECT => "XDP_REDIRECT".into(),
+        other => format!("action {other}"),
+    }
+}
+
+/// Compares bytes, with both dumps and the first difference on mismatch.
+fn same_bytes(what: &str, got: &[u8], want: &[u8]) -> Option<String> {
+    if got == want {
+        return None;
+    }
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    Some(format!(
+        "{what}: {} bytes, expected {}; first difference at byte {first}\ngot:\n{}\nexpected:\n{}",
+        got.len(),
+        want.len(),
+        packets::hex(got),
+        packets::hex(want)
+    ))
+}
+
+fn check_expectation(expect: &Expect, input: &[u8], action: u32, out: &[u8]) -> Vec<String> {
+    // Every forwarded frame must come from the XDP_TX path: the route lookup found fx0, the
+    // ingress interface, so XDP_REDIRECT would be a wrong egress decision.
+    let want_action = match expect {
+        Expect::Pass | Expect::PassAs(_) => XDP_PASS,
+        Expect::Drop => XDP_DROP,
+        Expect::Forward { .. } => XDP_TX,
+    };
+    if action != want_action {
+        return vec![format!(
+            "{}, expected {}",
+            action_name(action),
+            action_name(want_action)
+        )];
+    }
+    let mut problems = Vec::new();
+    match expect {
+        Expect::Pass => problems.extend(same_bytes("passed frame (must be unchanged)", out, input)),
+        Expect::PassAs(want) => problems.extend(same_bytes("passed frame", out, want)),
+        Expect::Drop => {}
+        Expect::Forward {
+            to,
+            second_chance,
+            inner,
+            frame,
+        } => {
+            problems.extend(same_bytes("forwarded frame", out, frame));
+            problems.extend(check_outer(inner, out, *to, *second_chance));
+        }
+    }
+    problems
+}
+
+/// Checks a forwarded frame field by field against the IP packet it must carry (`inner`):
+/// Ethernet from fx0 to the peer with no VLAN tags, then the outer header as
+/// `balancer_common::encap` says, then the inner packet unchanged (then any padding).
+fn check_outer(inner: &[u8], out: &[u8], to: u32, second_chance: bool) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut expect = |what: &str, got: u64, want: u64| {
+        if got != want {
+            p.push(format!("outer {what} is {got:#x}, expected {want:#x}"));
+        }
+    };
+    if out.len() < 14 + 40 {
+        return vec![format!(
+            "forwarded frame of {} bytes is too short",
+            out.len()
+        )];
+    }
+    expect("destination MAC", mac(&out[0..6]), mac(&node_mac(to)));
+    expect("source MAC", mac(&out[6..12]), mac(&FX0_MAC));
+    let ether_type = u16::from_be_bytes([out[12], out[13]]);
+    if inner[0] >> 4 == 4 {
+        let o = &out[14..34];
+        expect("EtherType (no VLAN tag kept)", ether_type.into(), 0x0800);
+        expect("version/IHL", o[0].into(), 0x45);
+        expect(
+            "TOS (copied from the inner header)",
+            o[1].into(),
+            inner[1].into(),
+        );
+        expect(
+            "total length",
+            u16::from_be_bytes([o[2], o[3]]).into(),
+            (inner.len() + 20) as u64,
+        );
+        let id = if second_chance {
+            V4_ID_SECOND_CHANCE
+        } else {
+            0
+        };
+        expect(
+            "identification",
+            u16::from_be_bytes([o[4], o[5]]).into(),
+            id.into(),
+        );
+        expect(
+            "flags/fragment offset (DF only)",
+            u16::from_be_bytes([o[6], o[7]]).into(),
+            0x4000,
+        );
+        expect("TTL", o[8].into(), 64);
+        expect("protocol", o[9].into(), 4);
+        expect(
+            "header checksum valid",
+            packets::ipv4_checksum_valid(o).into(),
+            1,
+        );
+        expect(
+            "source",
+            u32::from_be_bytes([o[12], o[13], o[14], o[15]]).into(),
+            u32::from(underlay_v4(SELF)).into(),
+        );
+        expect(
+            "destination",
+            u32::from_be_bytes([o[16], o[17], o[18], o[19]]).into(),
+            u32::from(underlay_v4(to)).into(),
+        );
+        if !out[34..].starts_with(inner) {
+            p.push(
+                "the inner packet after the outer IPv4 header differs from the input's IP packet"
+                    .into(),
+            );
+        }
+    } else {
+        let o = &out[14..54];
+        let vcf = u32::from_be_bytes([o[0], o[1], o[2], o[3]]);
+        let inner_vcf = u32::from_be_bytes([inner[0], inner[1], inner[2], inner[3]]);
+        expect("EtherType (no VLAN tag kept)", ether_type.into(), 0x86dd);
+        expect("version", (vcf >> 28).into(), 6);
+        expect(
+            "traffic class (copied)",
+            ((vcf >> 20) & 0xff).into(),
+            ((inner_vcf >> 20) & 0xff).into(),
+        );
+        let label = inner_vcf & V6_FLOW_HASH_MASK
+            | if second_chance {
+                V6_FLOW_SECOND_CHANCE
+            } else {
+                0
+            };
+        expect("flow label", (vcf & 0xf_ffff).into(), label.into());
+        expect(
+            "payload length",
+            u16::from_be_bytes([o[4], o[5]]).into(),
+            inner.len() as u64,
+        );
+        expect("next header", o[6].into(), 41);
+        expect("hop limit", o[7].into(), 64);
+        expect(
+            "source",
+            u128::from_be_bytes(o[8..24].try_into().unwrap()) as u64,
+            u128::from(underlay_v6(SELF)) as u64,
+        );
+        expect(
+            "destination",
+            u128::from_be_bytes(o[24..40].try_into().unwrap()) as u64,
+            u128::from(underlay_v6(to)) as u64,
+        );
+        if o[8..24] != underlay_v6(SELF).octets() || o[24..40] != underlay_v6(to).octets() {
+            p.push("outer IPv6 addresses differ".into());
+        }
+        if !out[54..].starts_with(inner) {
+            p.push(
+                "the inner packet after the outer IPv6 header differs from the input's IP packet"
+                    .into(),
+            );
+        }
+    }
+    p
+}
+
+fn mac(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |acc, b| acc << 8 | u64::from(*b))
+}
+
+/// Runs `body` with a fresh [`Lab`] inside a fresh fixture namespace; fails with every case
+/// that failed.
+fn with_lab(
+    body: impl FnOnce(&mut Lab, &Netns) -> anyhow::Result<Vec<String>> + Send,
+) -> anyhow::Result<()> {
+    let ns = fixture_netns()?;
+    let failures = ns.run_in(|| -> anyhow::Result<Vec<String>> {
+        let mut lab = Lab::new(&ns)?;
+        body(&mut lab, &ns)
+    })??;
+    if !failures.is_empty() {
+        bail!(
+            "{} case(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// A client's established-flow segment to a VIP.
+fn tcp(client: IpAddr, sport: u16, vip: IpAddr, dport: u16) -> Tcp {
+    Tcp::new(client, sport, vip, dport)
+}
+
+/// 4n bytes of IPv4 options: NOPs (any option bytes do; NOPs are valid everywhere).
+fn nop_options(words: usize) -> Vec<u8> {
+    vec![1; words * 4]
+}
+
+/// A SYN's usual options: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
+fn syn_options() -> Vec<u8> {
+    let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    o.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+    o.extend_from_slice(&0u32.to_be_bytes());
+    o.extend_from_slice(&[1, 3, 3, 7]);
+    o
+}
+
+/// R4, R16, R2: what passes, what is delivered here, what is forwarded and how; VLANs,
+/// IPv4 options; decapsulation. Also the verifier's instruction count.
+#[test]
+fn steering_fixtures() -> anyhow::Result<()> {
+    with_lab(|lab, _ns| {
+        let info = lab.program().info()?;
+        let verified = info.verified_instruction_count();
+        eprintln!("balancer_xdp: verified instruction count {verified:?}");
+        ensure!(
+            verified.is_some_and(|n| n > 0),
+            "the kernel reports no verified instruction count"
+        );
+
+        // R1: the ring and NODES hold this site's nodes only.
+        ensure!(
+            lab.maglev.iter().all(|n| (1..=3).contains(n)),
+            "R1: ring {:?} names a node outside the site",
+            lab.maglev
+        );
+        ensure!(
+            (1..=3).all(|n| lab.maglev.contains(&n)),
+            "every healthy node has slots: {:?}",
+            lab.maglev
+        );
+        ensure!(
+            lab.loaded.maps.nodes.get(&4, 0)?.flags == 0,
+            "R1: another site's node 4 is in NODES"
+        );
+
+        let (c4, c6) = (v4(CLIENT4), v6(CLIENT6));
+        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let local = Setup::Fresh(Ring::All(SELF));
+        let to2 = Setup::Fresh(Ring::All(2));
+        let to3 = Setup::Fresh(Ring::All(3));
+        let ack4 = tcp(c4, 40000, vip4, 443).tos(0xb8).packet();
+        let syn4 = tcp(c4, 40001, vip4, 80).syn().packet();
+        let ack6 = tcp(c6, 40000, vip6, 443)
+            .tos(0x28)
+            .flow_label(0xabcde)
+            .packet();
+        let syn6 = tcp(c6, 40001, vip6, 80).syn().flow_label(0x12345).packet();
+        let q = [Tag::Dot1Q(100)];
+        let qinq = [Tag::Dot1Ad(300), Tag::Dot1Q(100)];
+        let s443_4 = StatsOf::Vip(vip4, 443);
+        let s443_6 = StatsOf::Vip(vip6, 443);
+
+        let mut cases = vec![
+            // R4: not for a VIP and port: untouched, whatever the ring says.
+            Case::new("R4: IPv4 TCP to a non-VIP address passes untouched", to2, frame(&[], &tcp(c4, 40000, v4(OTHER4), 443).packet()), Expect::Pass),
+            Case::new("R4: IPv6 TCP to a non-VIP address passes untouched", to2, frame(&[], &tcp(c6, 40000, v6(OTHER6), 443).packet()), Expect::Pass),
+            Case::new("R4: IPv4 TCP to the VIP on port 22 (not configured) passes", to2, frame(&[], &tcp(c4, 40000, vip4, 22).packet()), Expect::Pass),
+            Case::new("R4: IPv6 TCP to the VIP on port 22 (not configured) passes", to2, frame(&[], &tcp(c6, 40000, vip6, 22).syn().packet()), Expect::Pass),
+            Case::new("R16: IMAP4 over TLS (TCP 993) to the IPv4 VIP passes", to2, frame(&[], &tcp(c4, 40000, vip4, 993).packet()), Expect::Pass),
+            Case::new("R16: POP3 (TCP 110) to the IPv6 VIP passes", to2, frame(&[], &tcp(c6, 40000, vip6, 110).packet()), Expect::Pass),
+            Case::new("R4: UDP to the IPv4 VIP port 443 passes (only TCP is steered)", to2, frame(&[], &packets::udp(c4, 40000, vip4, 443, b"quic initial")), Expect::Pass),
+            Case::new("R4: UDP to the IPv6 VIP port 443 passes", to2, frame(&[], &packets::udp(c6, 40000, vip6, 443, b"quic initial")), Expect::Pass),
+            Case::new("R4: ARP request for the VIP passes", to2, packets::arp_request(ROUTER_MAC, Ipv4Addr::new(10, 200, 0, 1), VIP4), Expect::Pass),
+            Case::new("R4: ICMP echo request to the VIP passes", to2, frame(&[], &packets::icmpv4_echo(CLIENT4, VIP4)), Expect::Pass),
+            // R2: this node owns the client: up the local stack, unchanged.
+            Case::new("R2: IPv4 VIP:443 segment owned by this node passes unchanged", local, frame(&[], &ack4), Expect::Pass)
+                .counts(s443_4, Stat::PassedLocal, 1)
+                .counts(s443_4, Stat::Forwarded, 0),
+            Case::new("R2: IPv4 VIP:80 SYN owned by this node passes unchanged", local, frame(&[], &syn4), Expect::Pass),
+            Case::new("R2: IPv6 VIP:443 segment owned by this node passes unchanged", local, frame(&[], &ack6), Expect::Pass)
+                .counts(s443_6, Stat::PassedLocal, 1),
+            Case::new("R2: IPv6 VIP:80 SYN owned by this node passes unchanged", local, frame(&[], &syn6), Expect::Pass),
+            // R2: another node owns the client: IP-in-IP to it, out of fx0 (XDP_TX).
+            Case::new("R2: IPv4 VIP:443 segment owned by node 2 is forwarded IPv4-in-IPv4 (TOS copied)", to2, frame(&[], &ack4), forward_to(2, &ack4))
+                .counts(s443_4, Stat::Forwarded, 1)
+                .counts(s443_4, Stat::PassedLocal, 0),
+            Case::new("R2: IPv4 VIP:80 SYN owned by node 3 is forwarded to node 3", to3, frame(&[], &syn4), forward_to(3, &syn4)),
+            Case::new("R2: IPv6 VIP:443 segment owned by node 2 is forwarded IPv6-in-IPv6 (class copied, label masked)", to2, frame(&[], &ack6), forward_to(2, &ack6))
+                .counts(s443_6, Stat::Forwarded, 1),
+            Case::new("R2: IPv6 VIP:80 SYN owned by node 3 is forwarded to node 3", to3, frame(&[], &syn6), forward_to(3, &syn6)),
+            // VLANs: kept when passed, stripped when forwarded (the outer frame is new).
+            Case::new("802.1Q IPv4 VIP segment owned here passes with its tag", local, frame(&q, &ack4), Expect::Pass),
+            Case::new("802.1Q IPv4 VIP segment owned by node 2 is forwarded, tag stripped", to2, frame(&q, &ack4), forward_to(2, &ack4)),
+            Case::new("802.1Q IPv6 VIP segment owned here passes with its tag", local, frame(&q, &ack6), Expect::Pass),
+            Case::new("802.1Q IPv6 VIP segment owned by node 3 is forwarded, tag stripped", to3, frame(&q, &ack6), forward_to(3, &ack6)),
+            Case::new("QinQ (802.1ad + 802.1Q) IPv4 VIP segment owned here passes with its tags", local, frame(&qinq, &ack4), Expect::Pass),
+            Case::new("QinQ IPv4 VIP SYN owned by node 2 is forwarded, tags stripped", to2, frame(&qinq, &syn4), forward_to(2, &syn4)),
+            Case::new("QinQ IPv6 VIP segment owned here passes with its tags", local, frame(&qinq, &ack6), Expect::Pass),
+            Case::new("QinQ IPv6 VIP segment owned by node 2 is forwarded, tags stripped", to2, frame(&qinq, &ack6), forward_to(2, &ack6)),
+        ];
+
+        // TCP options, IPv6 extension headers, Ethernet padding, too many tags.
+        let syn_opts4 = tcp(c4, 40100, vip4, 443)
+            .syn()
+            .tcp_options(syn_options())
+            .packet();
+        let syn_opts6 = tcp(c6, 40100, vip6, 443)
+            .syn()
+            .tcp_options(syn_options())
+            .packet();
+        let segment6 = tcp(c6, 40101, vip6, 443).segment();
+        let ext6 = |headers: Vec<Vec<u8>>, first: IpNumber| {
+            let payload: Vec<u8> = headers
+                .into_iter()
+                .flatten()
+                .chain(segment6.iter().copied())
+                .collect();
+            packets::ipv6(
+                CLIENT6,
+                VIP6,
+                first,
+                packets::V6Fields {
+                    traffic_class: 0,
+                    flow_label: 0x3_3333,
+                },
+                &payload,
+            )
+        };
+        let hbh_dst6 = ext6(
+            vec![
+                packets::ipv6_options_header(IpNumber::IPV6_DESTINATION_OPTIONS, 8),
+                packets::ipv6_options_header(IpNumber::TCP, 16),
+            ],
+            IpNumber::IPV6_HEADER_HOP_BY_HOP,
+        );
+        let ah6 = ext6(
+            vec![packets::ipv6_auth_header(IpNumber::TCP)],
+            IpNumber::AUTHENTICATION_HEADER,
+        );
+        let runt4 = tcp(c4, 40102, vip4, 443).payload(Vec::new()).packet();
+        let mut runt_frame = frame(&[], &runt4);
+        let padding = 60 - runt_frame.len();
+        runt_frame.resize(60, 0);
+        cases.extend([
+            Case::new("IPv4 SYN with MSS, SACK, timestamp and window-scale options owned by node 2 is forwarded", to2, frame(&[], &syn_opts4), forward_to(2, &syn_opts4)),
+            Case::new("IPv6 SYN with TCP options owned by node 3 is forwarded", to3, frame(&[], &syn_opts6), forward_to(3, &syn_opts6)),
+            Case::new("IPv6 with hop-by-hop and destination-options headers before TCP is forwarded whole", to2, frame(&[], &hbh_dst6), forward_to(2, &hbh_dst6)),
+            Case::new("IPv6 with hop-by-hop and destination-options headers, owned here, passes", local, frame(&[], &hbh_dst6), Expect::Pass),
+            Case::new("IPv6 with an authentication header before TCP is forwarded whole", to3, frame(&[], &ah6), forward_to(3, &ah6)),
+            Case::new("60-byte runt frame (6 bytes of Ethernet padding) owned here passes unchanged", local, runt_frame.clone(), Expect::Pass),
+            Case::new("60-byte runt frame owned by node 2 is forwarded; outer length from the IP header, padding kept after it", to2, runt_frame, forward_padded_to(2, &runt4, padding)),
+            Case::new("R4: three VLAN tags (more than the two parsed) pass untouched", to2, frame(&[Tag::Dot1Ad(1), Tag::Dot1Q(2), Tag::Dot1Q(3)], &ack4), Expect::Pass),
+        ]);
+
+        // IPv4 options: every IHL from 6 to 15, forwarded with the options intact.
+        for ihl in 6..=15usize {
+            let inner = tcp(c4, 41000 + ihl as u16, vip4, 443)
+                .tos(0x10)
+                .ipv4_options(nop_options(ihl - 5))
+                .packet();
+            cases.push(Case::new(
+                format!("IPv4 options, IHL {ihl}: VIP segment owned by node 2 is forwarded"),
+                to2,
+                frame(&[], &inner),
+                forward_to(2, &inner),
+            ));
+        }
+        let opts15 = tcp(c4, 41100, vip4, 443)
+            .ipv4_options(nop_options(10))
+            .packet();
+        cases.push(Case::new(
+            "IPv4 options, IHL 15, QinQ: VIP segment owned here passes unchanged",
+            local,
+            frame(&qinq, &opts15),
+            Expect::Pass,
+        ));
+        cases.push(Case::new(
+            "IPv4 options, IHL 15, 802.1Q: forwarded to node 3, tag stripped",
+            to3,
+            frame(&q, &opts15),
+            forward_to(3, &opts15),
+        ));
+
+        // Decapsulation: a peer's forwarded packet for this node. The outer IP header goes,
+        // Ethernet and VLAN tags stay, and the inner packet goes up the stack here even if
+        // this node's own ring names someone else (the sender already chose).
+        let dec = StatsOf::Unattributed;
+        cases.extend([
+            Case::new(
+                "decap: IPv4-in-IPv4 from node 2 for VIP:443 passes with the outer header removed",
+                local,
+                from_peer(2, &[], false, &ack4),
+                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack4)),
+            )
+            .counts(s443_4, Stat::Decapsulated, 1)
+            .counts(s443_4, Stat::PassedLocal, 1),
+            Case::new(
+                "decap: IPv6-in-IPv6 from node 3 for VIP:443 passes with the outer header removed",
+                local,
+                from_peer(3, &[], false, &ack6),
+                Expect::PassAs(packets::ethernet(node_mac(3), FX0_MAC, &[], &ack6)),
+            )
+            .counts(s443_6, Stat::Decapsulated, 1),
+            Case::new(
+                "decap: 802.1Q IPv4-in-IPv4 keeps Ethernet and the tag",
+                local,
+                from_peer(2, &q, false, &syn4),
+                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &q, &syn4)),
+            ),
+            Case::new(
+                "decap: QinQ IPv6-in-IPv6 keeps Ethernet and both tags",
+                local,
+                from_peer(2, &qinq, false, &ack6),
+                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &qinq, &ack6)),
+            ),
+            Case::new(
+                "decap: QinQ IPv4-in-IPv4 with IPv4 options inside keeps Ethernet and both tags",
+                local,
+                from_peer(3, &qinq, false, &opts15),
+                Expect::PassAs(packets::ethernet(node_mac(3), FX0_MAC, &qinq, &opts15)),
+            ),
+            Case::new(
+                "decap: an outer IPv4 header with options (IHL 8) is removed whole",
+                local,
+                packets::ethernet(
+                    node_mac(2),
+                    FX0_MAC,
+                    &[],
+                    &packets::ipv4(
+                        underlay_v4(2),
+                        underlay_v4(SELF),
+                        IpNumber::IPV4,
+                        &packets::V4Fields {
+                            dont_fragment: true,
+                            options: nop_options(3),
+                            ..Default::default()
+                        },
+                        &ack4,
+                    ),
+                ),
+                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack4)),
+            ),
+            Case::new(
+                "decap: delivered here even when this node's ring names node 3",
+                to3,
+                from_peer(2, &[], false, &ack4),
+                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack4)),
+            )
+            .counts(s443_4, Stat::Forwarded, 0),
+            Case::new(
+                "decap: IPv4 inner packet not for a VIP is dropped",
+                local,
+                from_peer(2, &[], false, &tcp(c4, 40000, v4(OTHER4), 443).packet()),
+                Expect::Drop,
+            )
+            .counts(dec, Stat::DroppedMalformed, 1),
+            Case::new(
+                "decap: IPv6 inner packet to the VIP on port 22 is dropped",
+                local,
+                from_peer(2, &[], false, &tcp(c6, 40000, vip6, 22).packet()),
+                Expect::Drop,
+            )
+            .counts(dec, Stat::DroppedMalformed, 1),
+            Case::new(
+                "decap: inner UDP to the VIP is dropped",
+                local,
+                from_peer(2, &[], false, &packets::udp(c4, 40000, vip4, 443, b"x")),
+                Expect::Drop,
+            ),
+            Case::new(
+                "decap: IPv4-in-IPv4 to another node's underlay address passes untouched",
+                local,
+                from_peer_to(2, 3, &[], false, &ack4),
+                Expect::Pass,
+            ),
+            Case::new(
+                "decap: IPv6-in-IPv6 to another node's underlay address passes untouched",
+                local,
+                from_peer_to(2, 3, &[], false, &ack6),
+                Expect::Pass,
+            ),
+        ]);
+        lab.run_cases(&cases)
+    })
+}
+
+/// R2: first and later fragments of a datagram meet at one node (by source address, like
+/// every packet under single affinity), and ICMP errors about a flow go to the node that owns
+/// the flow's client. The ring is the real Maglev table for nodes 1-3.
+#[test]
+fn fragments_and_icmp_errors_follow_the_client() -> anyhow::Result<()> {
+    with_lab(|lab, _ns| {
+        let maglev = Setup::Fresh(Ring::Maglev);
+        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let v4_clients = || (1..=254u8).map(|i| v4(Ipv4Addr::new(192, 0, 2, i)));
+        let v6_clients =
+            || (1..=254u16).map(|i| v6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, i)));
+        let (far4, owner4) = lab.client_owned_by(v4_clients(), |n| n != SELF);
+        let (near4, _) = lab.client_owned_by(v4_clients(), |n| n == SELF);
+        let (far6, owner6) = lab.client_owned_by(v6_clients(), |n| n != SELF);
+        let (near6, _) = lab.client_owned_by(v6_clients(), |n| n == SELF);
+        // ICMP errors come from a router whose own address hashes to another node: only
+        // the quoted client may decide.
+        let routers4 = (1..=254u8).map(|i| v4(Ipv4Addr::new(198, 51, 100, i)));
+        let (router4, _) = lab.client_owned_by(routers4, |n| n != owner4);
+        let routers6 =
+            (1..=254u16).map(|i| v6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, i)));
+        let (router6, _) = lab.client_owned_by(routers6, |n| n != owner6);
+        eprintln!("clients: {far4} -> node {owner4}, {far6} -> node {owner6}, {near4} and {near6} -> node 1");
+
+        let big = vec![0x5a; 96];
+        let [first4, rest4] = tcp(far4, 42000, vip4, 443)
+            .payload(big.clone())
+            .fragments(48);
+        let [first6, rest6] = tcp(far6, 42000, vip6, 443)
+            .payload(big.clone())
+            .fragments(48);
+        let [near_first4, near_rest4] = tcp(near4, 42000, vip4, 443)
+            .payload(big.clone())
+            .fragments(48);
+        let [near_first6, near_rest6] = tcp(near6, 42000, vip6, 443)
+            .payload(big.clone())
+            .fragments(48);
+        let whole4 = tcp(far4, 42001, vip4, 443).packet();
+        let other_port4 = tcp(far4, 52001, vip4, 80).syn().packet();
+        let whole6 = tcp(far6, 42001, vip6, 443).packet();
+        // Fragmentable part starting with a Destination Options header: every fragment header
+        // says 60, but only the first fragment has the header; later ones start with data.
+        let dst_opts = packets::ipv6_options_header(IpNumber::TCP, 16);
+        let [opts_first6, opts_rest6] = tcp(far6, 42004, vip6, 443)
+            .payload(big.clone())
+            .ipv6_fragments(&dst_opts, IpNumber::IPV6_DESTINATION_OPTIONS, 56);
+        let [near_opts_first6, near_opts_rest6] = tcp(near6, 42004, vip6, 443)
+            .payload(big.clone())
+            .ipv6_fragments(&dst_opts, IpNumber::IPV6_DESTINATION_OPTIONS, 56);
+        // An atomic fragment (offset 0, M clear; RFC 6946) is a whole packet.
+        let atomic6 = {
+            let segment = tcp(far6, 42005, vip6, 443).segment();
+            let payload: Vec<u8> = packets::ipv6_fragment_header(IpNumber::TCP, 0, false, 9)
+                .into_iter()
+                .chain(segment)
+                .collect();
+            packets::ipv6(
+                ip6(far6),
+                VIP6,
+                IpNumber::IPV6_FRAGMENTATION_HEADER,
+                packets::V6Fields::default(),
+                &payload,
+            )
+        };
+        let frag_stats4 = StatsOf::Vip(vip4, 0);
+
+        // The packet the server sent (VIP:443 -> client), which a router could not pass on.
+        let sent4 = tcp(vip4, 443, far4, 42002).payload(vec![0x11; 64]).packet();
+        let icmp4 = packets::icmpv4_frag_needed(ip4(router4), VIP4, &sent4, 1400);
+        let sent6 = tcp(vip6, 443, far6, 42002)
+            .payload(vec![0x11; 64])
+            .flow_label(0x54321)
+            .packet();
+        let icmp6 = packets::icmpv6_packet_too_big(ip6(router6), VIP6, &sent6, 1280);
+        let sent_ssh = tcp(vip4, 22, far4, 42003).packet();
+        let icmp_ssh = packets::icmpv4_frag_needed(ip4(router4), VIP4, &sent_ssh, 1400);
+
+        let cases = vec![
+            Case::new(format!("R2: IPv4 first fragment from {far4} goes to its owner, node {owner4}"), maglev, frame(&[], &first4), forward_to(owner4, &first4))
+                .counts(frag_stats4, Stat::Forwarded, 1),
+            Case::new(format!("R2: IPv4 non-first fragment of the same datagram goes to node {owner4} too"), Setup::Keep, frame(&[], &rest4), forward_to(owner4, &rest4))
+                .counts(frag_stats4, Stat::Forwarded, 1),
+            Case::new(format!("R2: an unfragmented segment from {far4} goes to node {owner4} too"), Setup::Keep, frame(&[], &whole4), forward_to(owner4, &whole4)),
+            Case::new("R2: single affinity: another port and connection of the same client, same node", Setup::Keep, frame(&[], &other_port4), forward_to(owner4, &other_port4)),
+            Case::new(format!("R2: IPv4 fragments from {near4} (owned here) pass: first"), Setup::Keep, frame(&[], &near_first4), Expect::Pass),
+            Case::new(format!("R2: IPv4 fragments from {near4} (owned here) pass: non-first"), Setup::Keep, frame(&[], &near_rest4), Expect::Pass),
+            Case::new(format!("R2: IPv6 first fragment (fragment header) from {far6} goes to node {owner6}"), Setup::Keep, frame(&[], &first6), forward_to(owner6, &first6)),
+            Case::new(format!("R2: IPv6 non-first fragment of the same datagram goes to node {owner6} too"), Setup::Keep, frame(&[], &rest6), forward_to(owner6, &rest6)),
+            Case::new(format!("R2: an unfragmented IPv6 segment from {far6} goes to node {owner6} too"), Setup::Keep, frame(&[], &whole6), forward_to(owner6, &whole6)),
+            Case::new(format!("R2: IPv6 first fragment starting with a destination-options header goes to node {owner6}"), Setup::Keep, frame(&[], &opts_first6), forward_to(owner6, &opts_first6)),
+            Case::new(format!("R2: IPv6 non-first fragment of that datagram (fragment header names 60) goes to node {owner6} too"), Setup::Keep, frame(&[], &opts_rest6), forward_to(owner6, &opts_rest6)),
+            Case::new(format!("R2: the same two fragments from {near6} (owned here) pass: first"), Setup::Keep, frame(&[], &near_opts_first6), Expect::Pass),
+            Case::new(format!("R2: the same two fragments from {near6} (owned here) pass: non-first"), Setup::Keep, frame(&[], &near_opts_rest6), Expect::Pass),
+            Case::new(format!("R2: IPv6 atomic fragment (offset 0, M clear) is the TCP segment it carries: node {owner6}"), Setup::Keep, frame(&[], &atomic6), forward_to(owner6, &atomic6))
+                .counts(StatsOf::Vip(vip6, 443), Stat::Forwarded, 1),
+            Case::new(format!("R2: IPv6 fragments from {near6} (owned here) pass: first"), Setup::Keep, frame(&[], &near_first6), Expect::Pass),
+            Case::new(format!("R2: IPv6 fragments from {near6} (owned here) pass: non-first"), Setup::Keep, frame(&[], &near_rest6), Expect::Pass),
+            Case::new(format!("R2: 802.1Q IPv6 non-first fragment goes to node {owner6}, tag stripped"), Setup::Keep, frame(&[Tag::Dot1Q(7)], &rest6), forward_to(owner6, &rest6)),
+            Case::new(format!("ICMPv4 fragmentation needed from {router4} quoting VIP:443 -> {far4} goes to node {owner4}"), Setup::Keep, frame(&[], &icmp4), forward_to(owner4, &icmp4))
+                .counts(StatsOf::Vip(vip4, 443), Stat::Forwarded, 1),
+            Case::new(format!("ICMPv6 packet too big from {router6} quoting VIP:443 -> {far6} goes to node {owner6}"), Setup::Keep, frame(&[], &icmp6), forward_to(owner6, &icmp6))
+                .counts(StatsOf::Vip(vip6, 443), Stat::Forwarded, 1),
+            Case::new("R4: ICMPv4 fragmentation needed quoting VIP:22 (not steered) passes", Setup::Keep, frame(&[], &icmp_ssh), Expect::Pass),
+            // R3: fragments carry no ports to look a socket up by: never a second chance.
+            Case::new("R3: after a ring change, a fragment owned here is not sent for a second chance", Setup::Changed { previous: Ring::All(3), active: Ring::All(SELF) }, frame(&[], &rest4), Expect::Pass),
+        ];
+        lab.run_cases(&cases)
+    })
+}
+
+fn ip4(a: IpAddr) -> Ipv4Addr {
+    match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => panic!("IPv4 expected"),
+    }
+}
+
+fn ip6(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => panic!("IPv6 expected"),
+    }
+}
+
+/// R3, second chance: the ring moved the client from node 3 to this node. A segment of an
+/// existing connection for which this node has no socket goes on to node 3, marked; a SYN,
+/// or a segment of a connection this node does hold, stays here.
+#[test]
+fn second_chance_after_a_ring_change() -> anyhow::Result<()> {
+    with_lab(|lab, ns| {
+        let changed = Setup::Changed {
+            previous: Ring::All(3),
+            active: Ring::All(SELF),
+        };
+        let (c4, c6) = (v4(CLIENT4), v6(CLIENT6));
+        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let ack4 = tcp(c4, 43000, vip4, 443).tos(0x20).packet();
+        let ack6 = tcp(c6, 43000, vip6, 443).flow_label(0x12345).packet();
+        let syn4 = tcp(c4, 43001, vip4, 443).syn().packet();
+        let syn6 = tcp(c6, 43001, vip6, 443).syn().packet();
+
+        // A connection this node does hold: VIP and a client address on lo, a listener on
+        // VIP:443 and a connection from the client address (loopback inside the namespace).
+        let ns_client = Ipv4Addr::new(192, 0, 2, 77);
+        let held = LocalConnection::open(ns, ns_client, VIP4, 443)?;
+        let held_ack = tcp(v4(ns_client), held.client_port, vip4, 443).packet();
+
+        let s4 = StatsOf::Vip(vip4, 443);
+        let s6 = StatsOf::Vip(vip6, 443);
+        let cases = vec![
+            Case::new("R3: IPv4 ACK with no local socket goes on to the previous owner, node 3, marked (id 0x5c5c)", changed, frame(&[], &ack4), second_chance_to(3, &ack4))
+                .counts(s4, Stat::SecondChance, 1)
+                .counts(s4, Stat::Forwarded, 1),
+            Case::new("R3: IPv4 SYN stays here (new connections follow the new ring)", changed, frame(&[], &syn4), Expect::Pass)
+                .counts(s4, Stat::SecondChance, 0)
+                .counts(s4, Stat::PassedLocal, 1),
+            Case::new("R3: IPv6 ACK with no local socket goes on to node 3, marked (flow label bit 0x80000)", changed, frame(&[], &ack6), second_chance_to(3, &ack6))
+                .counts(s6, Stat::SecondChance, 1),
+            Case::new("R3: IPv6 SYN stays here", changed, frame(&[], &syn6), Expect::Pass),
+            Case::new("R3: 802.1Q IPv4 ACK with no local socket goes on to node 3, tag stripped", changed, frame(&[Tag::Dot1Q(5)], &ack4), second_chance_to(3, &ack4)),
+            Case::new("R3: IPv4 ACK of a connection this node holds stays here", changed, frame(&[], &held_ack), Expect::Pass)
+                .counts(s4, Stat::SecondChance, 0),
+            Case::new("R3: a peer's second-chance packet (marked) is delivered here, never bounced again", changed, from_peer(2, &[], true, &ack4), Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack4)))
+                .counts(s4, Stat::Decapsulated, 1)
+                .counts(s4, Stat::Forwarded, 0),
+            Case::new("R3: a peer's IPv6 second-chance packet (marked) is delivered here", changed, from_peer(2, &[], true, &ack6), Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack6))),
+            Case::new("R3: a peer's unmarked packet this node has no socket for goes on to node 3, marked", changed, from_peer(2, &[], false, &ack4), second_chance_to(3, &ack4))
+                .counts(s4, Stat::Decapsulated, 1)
+                .counts(s4, Stat::SecondChance, 1),
+            Case::new("R3: with the previous owner unhealthy, the ACK stays here", Setup::Health(3, false), frame(&[], &ack4), Expect::Pass)
+                .counts(s4, Stat::SecondChance, 0),
+        ];
+        let failures = lab.run_cases(&cases);
+        drop(held);
+        failures
+    })
+}
+
+/// R3, connection table: a flow keeps going to the node its SYN went to after the ring
+/// changes, while that node is usable.
+#[test]
+fn connection_table_keeps_flows_across_a_ring_change() -> anyhow::Result<()> {
+    with_lab(|lab, _ns| {
+        let (c4, c6) = (v4(CLIENT4), v6(CLIENT6));
+        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let syn4 = tcp(c4, 44000, vip4, 443).syn().packet();
+        let ack4 = tcp(c4, 44000, vip4, 443).packet();
+        let other4 = tcp(v4(Ipv4Addr::new(192, 0, 2, 99)), 44000, vip4, 443).packet();
+        let syn6 = tcp(c6, 44000, vip6, 80).syn().packet();
+        let ack6 = tcp(c6, 44000, vip6, 80).flow_label(0xfffff).packet();
+        let s4 = StatsOf::Vip(vip4, 443);
+        let s6 = StatsOf::Vip(vip6, 80);
+        let cases = vec![
+            Case::new("R3: IPv4 SYN with ring all-node-2 goes to node 2 (and is recorded)", Setup::Fresh(Ring::All(2)), frame(&[], &syn4), forward_to(2, &syn4))
+                .counts(s4, Stat::ContinuityHits, 0),
+            Case::new("R3: ring now all-node-3: the flow's ACK still goes to node 2 (continuity hit)", Setup::Publish(Ring::All(3)), frame(&[], &ack4), forward_to(2, &ack4))
+                .counts(s4, Stat::ContinuityHits, 1)
+                .counts(s4, Stat::Forwarded, 1),
+            Case::new("R3: the flow's next ACK goes to node 2 again", Setup::Keep, frame(&[Tag::Dot1Q(9)], &ack4), forward_to(2, &ack4))
+                .counts(s4, Stat::ContinuityHits, 1),
+            Case::new("R3: another client's ACK (no record) follows the new ring to node 3", Setup::Keep, frame(&[], &other4), forward_to(3, &other4))
+                .counts(s4, Stat::ContinuityHits, 0),
+            Case::new("R3: node 2 fails: the flow moves to the ring's node 3 (no continuity to an unusable node)", Setup::Health(2, false), frame(&[], &ack4), forward_to(3, &ack4))
+                .counts(s4, Stat::ContinuityHits, 0),
+            Case::new("R3: a new SYN on the same 5-tuple follows the ring (node 3)", Setup::Health(2, true), frame(&[], &syn4), forward_to(3, &syn4))
+                .counts(s4, Stat::ContinuityHits, 0),
+            Case::new("R3: IPv6 SYN with ring all-node-2 goes to node 2", Setup::Fresh(Ring::All(2)), frame(&[], &syn6), forward_to(2, &syn6)),
+            Case::new("R3: ring now all-node-3: the IPv6 flow's ACK still goes to node 2", Setup::Publish(Ring::All(3)), frame(&[], &ack6), forward_to(2, &ack6))
+                .counts(s6, Stat::ContinuityHits, 1),
+        ];
+        lab.run_cases(&cases)
+    })
+}
+
+/// A peer whose next hop has no neighbour entry cannot be forwarded to: the packet is dropped
+/// and counted as a fib failure (userspace primes the entries; see `neighbours.rs`).
+#[test]
+fn unresolved_next_hop_is_dropped_and_counted() -> anyhow::Result<()> {
+    with_lab(|lab, ns| {
+        ns.ip(&format!("neigh del {} dev fx0", underlay_v4(3)))?;
+        ns.ip(&format!("neigh del {} dev fx0", underlay_v6(3)))?;
+        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let ack4 = tcp(v4(CLIENT4), 46000, vip4, 443).packet();
+        let ack6 = tcp(v6(CLIENT6), 46000, vip6, 443).packet();
+        let cases = vec![
+            Case::new(
+                "IPv4 VIP segment for node 3, no neighbour entry for 10.0.0.3: dropped",
+                Setup::Fresh(Ring::All(3)),
+                frame(&[], &ack4),
+                Expect::Drop,
+            )
+            .counts(StatsOf::Vip(vip4, 443), Stat::FibFailures, 1)
+            .counts(StatsOf::Vip(vip4, 443), Stat::Forwarded, 0),
+            Case::new(
+                "IPv6 VIP segment for node 3, no neighbour entry for fd00::3: dropped",
+                Setup::Keep,
+                frame(&[], &ack6),
+                Expect::Drop,
+            )
+            .counts(StatsOf::Vip(vip6, 443), Stat::FibFailures, 1),
+            Case::new(
+                "node 2's entry is still there: forwarded",
+                Setup::Fresh(Ring::All(2)),
+                frame(&[], &ack4),
+                forward_to(2, &ack4),
+            )
+            .counts(StatsOf::Vip(vip4, 443), Stat::FibFailures, 0),
+        ];
+        lab.run_cases(&cases)
+    })
+}
+
+/// Headers that lie about lengths: dropped and counted when addressed to a VIP (whatever the
+/// ring says: here every slot names node 2, so a wrongly accepted packet would be forwarded);
+/// passed untouched otherwise (R4).
+#[test]
+fn lying_lengths_are_dropped_for_vips() -> anyhow::Result<()> {
+    with_lab(|lab, _ns| {
+        let to2 = Setup::Fresh(Ring::All(2));
+        let (c4, c6) = (v4(CLIENT4), v6(CLIENT6));
+        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let addr4 = StatsOf::Vip(vip4, 0);
+        let addr6 = StatsOf::Vip(vip6, 0);
+        let syn4 = tcp(c4, 45000, vip4, 443).syn().packet();
+        let ack4 = tcp(c4, 45000, vip4, 443).packet();
+        let syn6 = tcp(c6, 45000, vip6, 443).syn().packet();
+        let ack6 = tcp(c6, 45000, vip6, 443).packet();
+
+        let v4_lie = |base: &[u8], offset: usize, bytes: &[u8]| {
+            let mut p = base.to_vec();
+            packets::set_ipv4_header_bytes(&mut p, offset, bytes);
+            p
+        };
+        let tcp_doff = |base: &[u8], l4: usize, doff: u8| {
+            // Data offset in the high nibble of TCP byte 12 (checksum left as it was: the
+            // program does not verify it, and the lie is the length).
+            let mut p = base.to_vec();
+            p[l4 + 12] = doff << 4 | (p[l4 + 12] & 0x0f);
+            p
+        };
+        let v6_payload_len = |base: &[u8], len: u16| {
+            let mut p = base.to_vec();
+            p[4..6].copy_from_slice(&len.to_be_bytes());
+            p
+        };
+        let len4 = ack4.len() as u16;
+        let len6 = (ack6.len() - 40) as u16;
+        let drop4 = |name: &str, ip: Vec<u8>| {
+            Case::new(name, to2, frame(&[], &ip), Expect::Drop)
+                .counts(addr4, Stat::DroppedMalformed, 1)
+                .counts(StatsOf::Vip(vip4, 443), Stat::Forwarded, 0)
+        };
+        let drop6 = |name: &str, ip: Vec<u8>| {
+            Case::new(name, to2, frame(&[], &ip), Expect::Drop)
+                .counts(addr6, Stat::DroppedMalformed, 1)
+                .counts(StatsOf::Vip(vip6, 443), Stat::Forwarded, 0)
+        };
+
+        let cases = vec![
+            drop4(
+                "IPv4 IHL 4 (< 5) to the VIP is dropped",
+                v4_lie(&ack4, 0, &[0x44]),
+            ),
+            drop4(
+                "IPv4 IHL 0 to the VIP is dropped",
+                v4_lie(&ack4, 0, &[0x40]),
+            ),
+            drop4(
+                "IPv4 IHL 15 on a 40-byte SYN (header longer than the packet) is dropped",
+                v4_lie(&syn4, 0, &[0x4f]),
+            ),
+            drop4(
+                "IPv4 IHL 15 with the total length of 60 in a 40-byte frame is dropped",
+                v4_lie(&syn4, 0, &[0x4f, 0, 0, 60]),
+            ),
+            drop4(
+                "IPv4 total length one more than the frame is dropped",
+                v4_lie(&ack4, 2, &(len4 + 1).to_be_bytes()),
+            ),
+            drop4(
+                "IPv4 total length 65535 is dropped",
+                v4_lie(&ack4, 2, &[0xff, 0xff]),
+            ),
+            drop4(
+                "IPv4 total length 19 (smaller than IHL) is dropped",
+                v4_lie(&ack4, 2, &19u16.to_be_bytes()),
+            ),
+            drop4("IPv4 total length 0 is dropped", v4_lie(&ack4, 2, &[0, 0])),
+            drop4(
+                "IPv4 total length 39 (cuts the TCP header) is dropped",
+                v4_lie(&ack4, 2, &39u16.to_be_bytes()),
+            ),
+            Case::new(
+                "IPv4 version 6 in an IPv4 (0x0800) frame to the VIP is dropped",
+                to2,
+                packets::ethernet_raw(
+                    ROUTER_MAC,
+                    FX0_MAC,
+                    &[],
+                    EtherType::IPV4,
+                    &v4_lie(&ack4, 0, &[0x65]),
+                ),
+                Expect::Drop,
+            )
+            .counts(addr4, Stat::DroppedMalformed, 1),
+            drop4(
+                "TCP data offset 4 (< 5) to the IPv4 VIP is dropped",
+                tcp_doff(&ack4, 20, 4),
+            ),
+            drop4(
+                "TCP data offset 0 to the IPv4 VIP is dropped",
+                tcp_doff(&ack4, 20, 0),
+            ),
+            drop4(
+                "TCP data offset 15 beyond the IPv4 packet is dropped",
+                tcp_doff(&syn4, 20, 15),
+            ),
+            drop6(
+                "TCP data offset 4 to the IPv6 VIP is dropped",
+                tcp_doff(&ack6, 40, 4),
+            ),
+            drop6(
+                "TCP data offset 15 beyond the IPv6 packet is dropped",
+                tcp_doff(&syn6, 40, 15),
+            ),
+            drop6(
+                "IPv6 payload length one more than the frame is dropped",
+                v6_payload_len(&ack6, len6 + 1),
+            ),
+            drop6(
+                "IPv6 payload length 65535 is dropped",
+                v6_payload_len(&ack6, 0xffff),
+            ),
+            drop6(
+                "IPv6 payload length 8 (cuts the TCP header) is dropped",
+                v6_payload_len(&ack6, 8),
+            ),
+            drop6("IPv6 payload length 0 is dropped", v6_payload_len(&ack6, 0)),
+            drop6(
+                "IPv6 chain of 7 extension headers (more than walked) to the VIP is dropped",
+                {
+                    let mut payload = Vec::new();
+                    for _ in 0..6 {
+                        payload.extend(packets::ipv6_options_header(
+                            IpNumber::IPV6_DESTINATION_OPTIONS,
+                            8,
+                        ));
+                    }
+                    payload.extend(packets::ipv6_options_header(IpNumber::TCP, 8));
+                    payload.extend(tcp(c6, 45000, vip6, 443).segment());
+                    packets::ipv6(
+                        CLIENT6,
+                        VIP6,
+                        IpNumber::IPV6_DESTINATION_OPTIONS,
+                        packets::V6Fields::default(),
+                        &payload,
+                    )
+                },
+            ),
+            drop6(
+                "IPv6 hop-by-hop header whose length runs past the packet is dropped",
+                {
+                    let mut hbh = packets::ipv6_options_header(IpNumber::TCP, 8);
+                    hbh[1] = 200; // claims 1608 bytes
+                    let payload: Vec<u8> = hbh
+                        .into_iter()
+                        .chain(tcp(c6, 45000, vip6, 443).segment())
+                        .collect();
+                    packets::ipv6(
+                        CLIENT6,
+                        VIP6,
+                        IpNumber::IPV6_HEADER_HOP_BY_HOP,
+                        packets::V6Fields::default(),
+                        &payload,
+                    )
+                },
+            ),
+            Case::new(
+                "decap: inner IPv4 total length beyond the outer packet is dropped",
+                to2,
+                from_peer(2, &[], false, &v4_lie(&ack4, 2, &(len4 + 1).to_be_bytes())),
+                Expect::Drop,
+            )
+            .counts(StatsOf::Unattributed, Stat::DroppedMalformed, 1),
+            Case::new(
+                "decap: inner IPv6 payload length 8 (cuts TCP) is dropped",
+                to2,
+                from_peer(3, &[], false, &v6_payload_len(&ack6, 8)),
+                Expect::Drop,
+            )
+            .counts(StatsOf::Unattributed, Stat::DroppedMalformed, 1),
+            Case::new(
+                "QinQ IPv4 IHL 4 to the VIP is dropped",
+                to2,
+                frame(&[Tag::Dot1Ad(1), Tag::Dot1Q(2)], &v4_lie(&ack4, 0, &[0x44])),
+                Expect::Drop,
+            )
+            .counts(addr4, Stat::DroppedMalformed, 1),
+            Case::new(
+                "802.1Q IPv6 payload length beyond the frame to the VIP is dropped",
+                to2,
+                frame(&[Tag::Dot1Q(2)], &v6_payload_len(&ack6, len6 + 8)),
+                Expect::Drop,
+            )
+            .counts(addr6, Stat::DroppedMalformed, 1),
+            Case::new(
+                "R4: IPv4 IHL 4 to a non-VIP address passes untouched",
+                to2,
+                frame(
+                    &[],
+                    &v4_lie(&tcp(c4, 45000, v4(OTHER4), 443).packet(), 0, &[0x44]),
+                ),
+                Expect::Pass,
+            )
+            .counts(addr4, Stat::DroppedMalformed, 0),
+            Case::new(
+                "R4: IPv6 payload length beyond the frame to a non-VIP address passes untouched",
+                to2,
+                frame(
+                    &[],
+                    &v6_payload_len(&tcp(c6, 45000, v6(OTHER6), 443).packet(), len6 + 1),
+                ),
+                Expect::Pass,
+            ),
+        ];
+        lab.run_cases(&cases)
+    })
+}
+
+/// An established TCP connection inside the namespace, over lo: `client`:ephemeral to
+/// `vip`:`port`, both addresses added to lo. Its server side is the socket the program's
+/// `bpf_skc_lookup_tcp` finds for packets of that flow.
+struct LocalConnection {
+    _listener: std::net::TcpListener,
+    _client: std::net::TcpStream,
+    _server: std::net::TcpStream,
+    client_port: u16,
+}
+
+impl LocalConnection {
+    /// Must run on a thread inside the fixture namespace.
+    fn open(ns: &Netns, client: Ipv4Addr, vip: Ipv4Addr, port: u16) -> anyhow::Result<Self> {
+        for addr in [client, vip] {
+            ns.ip(&format!("addr add {addr}/32 dev lo"))?;
+        }
+        let listener = std::net::TcpListener::bind((vip, port))?;
+        let client_stream = connect_from(client, vip, port)?;
+        let (server, _) = listener.accept()?;
+        let client_port = client_stream.local_addr()?.port();
+        Ok(Self {
+            _listener: listener,
+            _client: client_stream,
+            _server: server,
+            client_port,
+        })
+    }
+}
+
+/// A TCP connection from `src` (an address of this namespace) to `dst`:`port`. std cannot
+/// bind before connecting, so the socket is made with libc and handed to std.
+fn connect_from(src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> anyhow::Result<std::net::TcpStream> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let sockaddr = |addr: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket(2); the descriptor is owned by `fd` from here on.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    ensure!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let local = sockaddr(src, 0);
+    // SAFETY: `local` is a valid sockaddr_in of `len` bytes for the call.
+    let rc = unsafe { libc::bind(raw, (&local as *const libc::sockaddr_in).cast(), len) };
+    ensure!(rc == 0, "bind {src}: {}", std::io::Error::last_os_error());
+    let remote = sockaddr(dst, port);
+    // SAFETY: as above.
+    let rc = unsafe { libc::connect(raw, (&remote as *const libc::sockaddr_in).cast(), len) };
+    ensure!(
+        rc == 0,
+        "connect {dst}:{port}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(std::net::TcpStream::from(fd))
+}
+
+#[test]
+fn probe_redirect() -> anyhow::Result<()> {
+    with_lab(|lab, ns| {
+        ns.ip("link add fx2 type veth peer name fx3")?;
+        ns.ip("link set fx2 address 02:00:00:00:01:01")?;
+        ns.ip("link set fx2 up")?;
+        ns.ip("link set fx3 up")?;
+        ns.ip("addr add 10.0.1.1/24 dev fx2")?;
+        ns.ip("neigh replace 10.0.1.254 lladdr 02:00:00:00:01:fe dev fx2 nud permanent")?;
+        ns.ip("neigh del 10.0.0.3 dev fx0")?;
+        ns.ip("route add 10.0.0.3/32 via 10.0.1.254 dev fx2")?;
+        eprintln!("{}", ns.ip("route get 10.0.0.3 from 10.0.0.1")?);
+        let ack4 = tcp(v4(CLIENT4), 46000, v4(VIP4), 443).packet();
+        lab.setup(Setup::Fresh(Ring::All(3)))?;
+        let before = lab.counters(StatsOf::Vip(v4(VIP4), 443))?;
+        let (action, out) = lab.run(&frame(&[], &ack4))?;
+        let after = lab.counters(StatsOf::Vip(v4(VIP4), 443))?;
+        eprintln!(
+            "PROBE action {} fib_failures +{} out\n{}",
+            action_name(action),
+            after.fib_failures - before.fib_failures,
+            packets::hex(&out[..34.min(out.len())])
+        );
+        Ok(vec![])
+    })
+}

@@ -1,0 +1,24 @@
+//! `cargo xtask bench`: runs the benchmark harness (`balancer-benches`) in release mode.
+
+use crate::setup;
+
+pub fn run(quick: bool) -> anyhow::Result<()> {
+    let tools = setup::toolchain()?;
+    setup::debian_packages(setup::TEST_PACKAGES)?;
+    setup::privileged()?;
+    let mut cmd = setup::cargo(&tools)?;
+    cmd.args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "balancer-benches",
+        "--bin",
+        "bench",
+        "--",
+    ]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    setup::run(&mut cmd)
+}
