@@ -50,14 +50,22 @@ pub struct Hop {
     pub second_chance: bool,
 }
 
-/// Output-route lookup from our underlay address to the peer's, constrained to the ingress
-/// interface (BPF_FIB_LOOKUP_OUTPUT: routed as this node's own traffic, not as a forward).
-/// On success `params` holds the egress ifindex and the Ethernet addresses.
+/// Route lookup from our underlay address to the peer's, for a packet received on the
+/// ingress interface (`params.ifindex`). On success `params` holds the egress ifindex and the
+/// Ethernet addresses: the ingress interface (XDP_TX) or another one (redirect), as the
+/// routing table says.
 ///
-/// The kernel still answers BPF_FIB_LKUP_RET_FWD_DISABLED, whatever the flags, unless IP
-/// forwarding is enabled on `params.ifindex` (`net.ipv4.conf.<if>.forwarding`, and
-/// `net.ipv6.conf.<if>.forwarding` for IPv6; checked on Linux 6.18 by the XDP fixtures):
-/// without it every forward is dropped and counted as a fib failure.
+/// IPv6 asks for an output route (BPF_FIB_LOOKUP_OUTPUT: this node's own traffic; the
+/// ingress interface is only a preference). IPv4 cannot: the kernel's IPv4 output lookup
+/// considers only next hops through `params.ifindex` itself, so a peer routed through another
+/// interface was unreachable (dropped as a fib failure, while IPv6 was redirected; seen on
+/// Linux 6.18 by the XDP fixtures). IPv4 asks instead for the route of a packet arriving on
+/// the ingress interface: for our own underlay source, the same route without that limit.
+///
+/// The kernel answers BPF_FIB_LKUP_RET_FWD_DISABLED, whatever the flags, unless IP
+/// forwarding is enabled on the ingress interface (`net.ipv4.conf.<if>.forwarding`, and
+/// `net.ipv6.conf.<if>.forwarding` for IPv6; userspace enables them at attach): without it
+/// every forward is dropped and counted as a fib failure.
 #[inline(always)]
 fn next_hop(
     ctx: &XdpContext,
@@ -77,15 +85,9 @@ fn next_hop(
         params.__bindgen_anon_3.ipv6_src = words(&from.underlay_v6);
         params.__bindgen_anon_4.ipv6_dst = words(&to.underlay_v6);
     }
+    let flags = if is_v4 { 0 } else { BPF_FIB_LOOKUP_OUTPUT };
     // SAFETY: `params` is a valid, fully sized `bpf_fib_lookup` on our stack.
-    let ret = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            params,
-            size_of::<FibParams>() as i32,
-            BPF_FIB_LOOKUP_OUTPUT,
-        )
-    };
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), params, size_of::<FibParams>() as i32, flags) };
     if ret != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return Err(NoRoute);
     }

@@ -10,9 +10,11 @@
 //! - [`lab`]: one site's array in namespaces (client, router, nodes running the data plane).
 //! - [`echo`]: the stand-in for the router on a lab node (says who it is, echoes).
 //! - [`client`]: lab clients connecting from chosen source addresses.
+//! - [`fixture`]: the namespace and configuration of the BPF_PROG_TEST_RUN fixtures and benches.
 
 pub mod client;
 pub mod echo;
+pub mod fixture;
 pub mod lab;
 pub mod netns;
 pub mod packets;

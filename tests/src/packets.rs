@@ -403,7 +403,10 @@ impl Tcp {
 /// and the M flag in the wrong places (JulianSchmid/etherparse#150, fixed in 0.20), and its
 /// parser makes the same mistake, so its own round trip does not show it.
 pub fn ipv6_fragment_header(next: IpNumber, offset: usize, more: bool, id: u32) -> [u8; 8] {
-    assert_eq!(offset % 8, 0, "fragment offsets are multiples of 8 bytes");
+    assert!(
+        offset.is_multiple_of(8),
+        "fragment offsets are multiples of 8 bytes"
+    );
     let word = ((offset / 8) as u16) << 3 | u16::from(more);
     let [w0, w1] = word.to_be_bytes();
     let [i0, i1, i2, i3] = id.to_be_bytes();
@@ -414,7 +417,7 @@ pub fn ipv6_fragment_header(next: IpNumber, offset: usize, more: bool, id: u32) 
 /// options are one PadN, followed by header `next`.
 pub fn ipv6_options_header(next: IpNumber, len: usize) -> Vec<u8> {
     assert!(
-        len >= 8 && len % 8 == 0 && len <= 2048,
+        (8..=2048).contains(&len) && len.is_multiple_of(8),
         "options headers are 8..2048 bytes in 8-byte units"
     );
     let mut h = vec![next.0, (len / 8 - 1) as u8, 1, (len - 4) as u8];
@@ -485,12 +488,18 @@ pub fn icmpv4_echo(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
 /// ICMPv4 destination unreachable, fragmentation needed (type 3 code 4), from `router` to
 /// `to`, quoting the IP header and first 8 transport bytes of `original` (RFC 792).
 pub fn icmpv4_frag_needed(router: Ipv4Addr, to: Ipv4Addr, original: &[u8], mtu: u16) -> Vec<u8> {
-    let ihl = (original[0] & 0x0f) as usize * 4;
-    let quoted = &original[..(ihl + 8).min(original.len())];
     let kind =
         Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::FragmentationNeeded {
             next_hop_mtu: mtu,
         });
+    icmpv4_error(router, to, kind, original)
+}
+
+/// An ICMPv4 error of `kind` from `router` to `to`, quoting the IP header (options included)
+/// and first 8 transport bytes of `original` (RFC 792).
+pub fn icmpv4_error(router: Ipv4Addr, to: Ipv4Addr, kind: Icmpv4Type, original: &[u8]) -> Vec<u8> {
+    let ihl = (original[0] & 0x0f) as usize * 4;
+    let quoted = &original[..(ihl + 8).min(original.len())];
     let icmp = Icmpv4Header::with_checksum(kind, quoted);
     let mut l4 = icmp.to_bytes().to_vec();
     l4.extend_from_slice(quoted);
@@ -500,13 +509,13 @@ pub fn icmpv4_frag_needed(router: Ipv4Addr, to: Ipv4Addr, original: &[u8], mtu: 
 /// ICMPv6 packet too big (type 2) from `router` to `to`, quoting all of `original` (as much
 /// of the invoking packet as fits in the minimum MTU, RFC 4443; the fixtures are small).
 pub fn icmpv6_packet_too_big(router: Ipv6Addr, to: Ipv6Addr, original: &[u8], mtu: u32) -> Vec<u8> {
-    let icmp = Icmpv6Header::with_checksum(
-        Icmpv6Type::PacketTooBig { mtu },
-        router.octets(),
-        to.octets(),
-        original,
-    )
-    .expect("checksum");
+    icmpv6_error(router, to, Icmpv6Type::PacketTooBig { mtu }, original)
+}
+
+/// An ICMPv6 error of `kind` from `router` to `to`, quoting all of `original`.
+pub fn icmpv6_error(router: Ipv6Addr, to: Ipv6Addr, kind: Icmpv6Type, original: &[u8]) -> Vec<u8> {
+    let icmp = Icmpv6Header::with_checksum(kind, router.octets(), to.octets(), original)
+        .expect("checksum");
     let mut l4 = icmp.to_bytes().to_vec();
     l4.extend_from_slice(original);
     ipv6(router, to, IpNumber::IPV6_ICMP, V6Fields::default(), &l4)

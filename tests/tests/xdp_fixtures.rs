@@ -26,18 +26,24 @@ use balancer_common::{
     vip::{v4_mapped, AFFINITY_SINGLE, PROTO_TCP},
 };
 use balancer_tests::{
+    fixture::{
+        self, fixture_netns, node_mac, underlay_v4, underlay_v6, CONFIG, HASH_SEED, RING_SIZE,
+        SELF, SELF_MAC, VIP_V4, VIP_V6,
+    },
     netns::Netns,
     packets::{self, Tag, Tcp},
-    privileges,
 };
 use balancer_user::{
     config::Config,
     dataplane::{load, sync, LoadOptions, Loaded},
 };
-use etherparse::{EtherType, IpNumber};
+use etherparse::{
+    icmpv4::TimeExceededCode, icmpv6::DestUnreachableCode, EtherType, Icmpv4Type, Icmpv6Type,
+    IpNumber,
+};
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 const XDP_ABORTED: u32 = 0;
@@ -46,97 +52,24 @@ const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
 
-/// This node's id in the fixture configuration.
-const SELF: u32 = 1;
-/// fx0's MAC address: this node.
-const FX0_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 /// The upstream router that hands VIP traffic to this node.
-const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
-/// Ring size of the fixtures (a small prime keeps map writes fast).
-const RING_SIZE: u32 = 13;
-/// Affinity hash seed of the fixtures (not 0, so that the seed is seen to be honoured).
-const HASH_SEED: u32 = 7;
+const ROUTER_MAC: [u8; 6] = fixture::PEER_MAC;
 
-const VIP4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 0x10);
 const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
 const OTHER4: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 99);
 const OTHER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x201, 0, 0, 0, 0, 0, 0x99);
 
-/// The fixture configuration: node 1 of site "lab" with peers 2 and 3, two VIPs on 80 and
-/// 443 with single affinity, and another site whose node must never be a target (R1).
-const CONFIG: &str = r#"
-[node]
-site = "lab"
-name = "node-1"
-
-[dataplane]
-interfaces = ["fx0"]
-ring_size = 13
-hash_seed = 7
-conn_table_entries = 1024
-
-[[dataplane.vips]]
-address = "10.200.0.10"
-ports = [80, 443]
-affinity = "single"
-
-[[dataplane.vips]]
-address = "fd00:200::10"
-ports = [80, 443]
-affinity = "single"
-
-[[sites]]
-name = "lab"
-
-[[sites.nodes]]
-id = 1
-name = "node-1"
-underlay_v4 = "10.0.0.1"
-underlay_v6 = "fd00::1"
-
-[[sites.nodes]]
-id = 2
-name = "node-2"
-underlay_v4 = "10.0.0.2"
-underlay_v6 = "fd00::2"
-
-[[sites.nodes]]
-id = 3
-name = "node-3"
-underlay_v4 = "10.0.0.3"
-underlay_v6 = "fd00::3"
-
-[[sites]]
-name = "elsewhere"
-
-[[sites.nodes]]
-id = 4
-name = "elsewhere-4"
-underlay_v4 = "10.0.0.4"
-underlay_v6 = "fd00::4"
-"#;
-
-fn node_mac(id: u32) -> [u8; 6] {
-    [2, 0, 0, 0, 0, id as u8]
-}
-
-fn underlay_v4(id: u32) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, id as u8)
-}
-
-fn underlay_v6(id: u32) -> Ipv6Addr {
-    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, id as u16)
-}
+// The configuration (`fixture::CONFIG`): node 1 of site "lab" with peers 2 and 3, two VIPs
+// on 80 and 443 with single affinity, and another site whose node must never be a target (R1).
 
 fn is_vip_address(addr: IpAddr) -> bool {
-    addr == IpAddr::V4(VIP4) || addr == IpAddr::V6(VIP6)
+    addr == IpAddr::V4(VIP_V4) || addr == IpAddr::V6(VIP_V6)
 }
 
 /// The frame a client's packet arrives in: from the router to fx0, behind `tags`.
 fn frame(tags: &[Tag], ip: &[u8]) -> Vec<u8> {
-    packets::ethernet(ROUTER_MAC, FX0_MAC, tags, ip)
+    packets::ethernet(ROUTER_MAC, SELF_MAC, tags, ip)
 }
 
 /// The frame this node sends to node `to`: fx0 to the peer's MAC, no tags, the outer header
@@ -152,7 +85,7 @@ fn forwarded(to: u32, second_chance: bool, inner: &[u8]) -> Vec<u8> {
     } else {
         packets::ip6ip6(underlay_v6(SELF), underlay_v6(to), second_chance, inner)
     };
-    packets::ethernet(FX0_MAC, node_mac(to), &[], &outer)
+    packets::ethernet(SELF_MAC, node_mac(to), &[], &outer)
 }
 
 /// A frame from peer `from` to this node carrying `inner` encapsulated (what `from`'s own
@@ -173,7 +106,7 @@ fn from_peer_to(from: u32, to: u32, tags: &[Tag], second_chance: bool, inner: &[
     } else {
         packets::ip6ip6(underlay_v6(from), underlay_v6(to), second_chance, inner)
     };
-    packets::ethernet(node_mac(from), FX0_MAC, tags, &outer)
+    packets::ethernet(node_mac(from), SELF_MAC, tags, &outer)
 }
 
 fn v4(a: Ipv4Addr) -> IpAddr {
@@ -217,14 +150,33 @@ enum Expect {
     PassAs(Vec<u8>),
     /// XDP_DROP.
     Drop,
-    /// XDP_TX to node `to`, the output exactly `frame`; the outer header is also checked
-    /// field by field against `inner`, the IP packet it must carry.
+    /// Encapsulated to node `to` and sent as `link` says (XDP_TX back out of fx0, or
+    /// XDP_REDIRECT out of another interface), the output exactly `frame`; the Ethernet and
+    /// outer headers are also checked field by field against `inner`, the IP packet carried.
     Forward {
         to: u32,
         second_chance: bool,
         inner: Vec<u8>,
         frame: Vec<u8>,
+        link: Link,
     },
+}
+
+/// How a forwarded frame leaves: the XDP action and the Ethernet addresses of the hop.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    action: u32,
+    src: [u8; 6],
+    dst: [u8; 6],
+}
+
+/// Back out of fx0 (XDP_TX) to the peer itself, on fx0's subnet.
+fn tx_link(to: u32) -> Link {
+    Link {
+        action: XDP_TX,
+        src: SELF_MAC,
+        dst: node_mac(to),
+    }
 }
 
 /// A counter of [`Counters`].
@@ -292,11 +244,20 @@ impl Case {
 
 /// `Expect::Forward` for `inner` (the client's IP packet) sent on to node `to`.
 fn forward_to(to: u32, inner: &[u8]) -> Expect {
+    forward_via(tx_link(to), to, inner)
+}
+
+/// `Expect::Forward` for `inner` sent on to node `to` over `link`.
+fn forward_via(link: Link, to: u32, inner: &[u8]) -> Expect {
+    let mut frame = forwarded(to, false, inner);
+    frame[0..6].copy_from_slice(&link.dst);
+    frame[6..12].copy_from_slice(&link.src);
     Expect::Forward {
         to,
         second_chance: false,
         inner: inner.to_vec(),
-        frame: forwarded(to, false, inner),
+        frame,
+        link,
     }
 }
 
@@ -310,6 +271,7 @@ fn forward_padded_to(to: u32, inner: &[u8], padding: usize) -> Expect {
         second_chance: false,
         inner: inner.to_vec(),
         frame,
+        link: tx_link(to),
     }
 }
 
@@ -320,6 +282,7 @@ fn second_chance_to(to: u32, inner: &[u8]) -> Expect {
         second_chance: true,
         inner: inner.to_vec(),
         frame: forwarded(to, true, inner),
+        link: tx_link(to),
     }
 }
 
@@ -334,37 +297,6 @@ struct Lab {
     maglev: Vec<u32>,
     /// VIP_STATS index of each (address, port) VIP entry (port 0: the address entry).
     vip_index: HashMap<(IpAddr, u16), u32>,
-}
-
-/// A namespace with fx0/fx1 as the module documentation says.
-fn fixture_netns() -> anyhow::Result<Netns> {
-    privileges::require_root_and_bpffs()?;
-    let ns = Netns::new("xdpfx")?;
-    ns.ip("link add fx0 type veth peer name fx1")?;
-    ns.ip("link set fx0 address 02:00:00:00:00:01")?;
-    ns.ip("link set fx0 mtu 9000")?;
-    ns.ip("link set fx1 mtu 9000")?;
-    ns.ip("addr add 10.0.0.1/24 dev fx0")?;
-    ns.ip("addr add fd00::1/64 dev fx0 nodad")?;
-    ns.ip("link set fx0 up")?;
-    ns.ip("link set fx1 up")?;
-    // bpf_fib_lookup answers "forwarding disabled" for an interface without IP forwarding,
-    // BPF_FIB_LOOKUP_OUTPUT or not (Linux 6.18): without these every forward is dropped as a
-    // fib failure. See `next_hop` in balancer-ebpf's tunnel.rs.
-    ns.sysctl("net.ipv4.conf.fx0.forwarding", "1")?;
-    ns.sysctl("net.ipv6.conf.fx0.forwarding", "1")?;
-    for peer in [2u32, 3] {
-        let mac = node_mac(peer).map(|b| format!("{b:02x}")).join(":");
-        ns.ip(&format!(
-            "neigh replace {} lladdr {mac} dev fx0 nud permanent",
-            underlay_v4(peer)
-        ))?;
-        ns.ip(&format!(
-            "neigh replace {} lladdr {mac} dev fx0 nud permanent",
-            underlay_v6(peer)
-        ))?;
-    }
-    Ok(ns)
 }
 
 impl Lab {
@@ -421,16 +353,7 @@ impl Lab {
     /// Runs the program once on `input`, as received on fx0. The kernel refuses (EINVAL)
     /// frames shorter than an Ethernet header.
     fn run(&self, input: &[u8]) -> Result<(u32, Vec<u8>), ProgramError> {
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-        // egress_ifindex; all 0 but these two. The ingress ifindex makes fx0 the receiving
-        // interface (route lookup, XDP_TX decision, socket lookups in this namespace).
-        // data_end must be the input's length: the kernel takes it as the end of the part the
-        // program can read, and with 0 the program sees an empty packet (and passes it: every
-        // fixture would pass vacuously; seen on Linux 6.18).
-        let ctx: Vec<u8> = [0, input.len() as u32, 0, self.ifindex, 0, 0]
-            .iter()
-            .flat_map(|w| w.to_ne_bytes())
-            .collect();
+        let ctx = fixture::xdp_md(self.ifindex, input.len());
         // Room for the largest growth (outer Ethernet + IPv6 header) and more.
         let mut out = vec![0u8; input.len() + 512];
         self.runs.set(self.runs.get() + 1);
@@ -688,12 +611,10 @@ fn same_bytes(what: &str, got: &[u8], want: &[u8]) -> Option<String> {
 }
 
 fn check_expectation(expect: &Expect, input: &[u8], action: u32, out: &[u8]) -> Vec<String> {
-    // Every forwarded frame must come from the XDP_TX path: the route lookup found fx0, the
-    // ingress interface, so XDP_REDIRECT would be a wrong egress decision.
     let want_action = match expect {
         Expect::Pass | Expect::PassAs(_) => XDP_PASS,
         Expect::Drop => XDP_DROP,
-        Expect::Forward { .. } => XDP_TX,
+        Expect::Forward { link, .. } => link.action,
     };
     if action != want_action {
         return vec![format!(
@@ -712,18 +633,19 @@ fn check_expectation(expect: &Expect, input: &[u8], action: u32, out: &[u8]) -> 
             second_chance,
             inner,
             frame,
+            link,
         } => {
             problems.extend(same_bytes("forwarded frame", out, frame));
-            problems.extend(check_outer(inner, out, *to, *second_chance));
+            problems.extend(check_outer(inner, out, *to, *second_chance, link));
         }
     }
     problems
 }
 
 /// Checks a forwarded frame field by field against the IP packet it must carry (`inner`):
-/// Ethernet from fx0 to the peer with no VLAN tags, then the outer header as
-/// `balancer_common::encap` says, then the inner packet unchanged (then any padding).
-fn check_outer(inner: &[u8], out: &[u8], to: u32, second_chance: bool) -> Vec<String> {
+/// Ethernet over `link` with no VLAN tags, then the outer header as `balancer_common::encap`
+/// says, then the inner packet unchanged (then any padding).
+fn check_outer(inner: &[u8], out: &[u8], to: u32, second_chance: bool, link: &Link) -> Vec<String> {
     let mut p = Vec::new();
     let mut expect = |what: &str, got: u64, want: u64| {
         if got != want {
@@ -736,8 +658,8 @@ fn check_outer(inner: &[u8], out: &[u8], to: u32, second_chance: bool) -> Vec<St
             out.len()
         )];
     }
-    expect("destination MAC", mac(&out[0..6]), mac(&node_mac(to)));
-    expect("source MAC", mac(&out[6..12]), mac(&FX0_MAC));
+    expect("destination MAC", mac(&out[0..6]), mac(&link.dst));
+    expect("source MAC", mac(&out[6..12]), mac(&link.src));
     let ether_type = u16::from_be_bytes([out[12], out[13]]);
     if inner[0] >> 4 == 4 {
         let o = &out[14..34];
@@ -912,7 +834,7 @@ fn steering_fixtures() -> anyhow::Result<()> {
         );
 
         let (c4, c6) = (v4(CLIENT4), v6(CLIENT6));
-        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let (vip4, vip6) = (v4(VIP_V4), v6(VIP_V6));
         let local = Setup::Fresh(Ring::All(SELF));
         let to2 = Setup::Fresh(Ring::All(2));
         let to3 = Setup::Fresh(Ring::All(3));
@@ -938,8 +860,8 @@ fn steering_fixtures() -> anyhow::Result<()> {
             Case::new("R16: POP3 (TCP 110) to the IPv6 VIP passes", to2, frame(&[], &tcp(c6, 40000, vip6, 110).packet()), Expect::Pass),
             Case::new("R4: UDP to the IPv4 VIP port 443 passes (only TCP is steered)", to2, frame(&[], &packets::udp(c4, 40000, vip4, 443, b"quic initial")), Expect::Pass),
             Case::new("R4: UDP to the IPv6 VIP port 443 passes", to2, frame(&[], &packets::udp(c6, 40000, vip6, 443, b"quic initial")), Expect::Pass),
-            Case::new("R4: ARP request for the VIP passes", to2, packets::arp_request(ROUTER_MAC, Ipv4Addr::new(10, 200, 0, 1), VIP4), Expect::Pass),
-            Case::new("R4: ICMP echo request to the VIP passes", to2, frame(&[], &packets::icmpv4_echo(CLIENT4, VIP4)), Expect::Pass),
+            Case::new("R4: ARP request for the VIP passes", to2, packets::arp_request(ROUTER_MAC, Ipv4Addr::new(10, 200, 0, 1), VIP_V4), Expect::Pass),
+            Case::new("R4: ICMP echo request to the VIP passes", to2, frame(&[], &packets::icmpv4_echo(CLIENT4, VIP_V4)), Expect::Pass),
             // R2: this node owns the client: up the local stack, unchanged.
             Case::new("R2: IPv4 VIP:443 segment owned by this node passes unchanged", local, frame(&[], &ack4), Expect::Pass)
                 .counts(s443_4, Stat::PassedLocal, 1)
@@ -985,7 +907,7 @@ fn steering_fixtures() -> anyhow::Result<()> {
                 .collect();
             packets::ipv6(
                 CLIENT6,
-                VIP6,
+                VIP_V6,
                 first,
                 packets::V6Fields {
                     traffic_class: 0,
@@ -1058,7 +980,7 @@ fn steering_fixtures() -> anyhow::Result<()> {
                 "decap: IPv4-in-IPv4 from node 2 for VIP:443 passes with the outer header removed",
                 local,
                 from_peer(2, &[], false, &ack4),
-                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack4)),
+                Expect::PassAs(packets::ethernet(node_mac(2), SELF_MAC, &[], &ack4)),
             )
             .counts(s443_4, Stat::Decapsulated, 1)
             .counts(s443_4, Stat::PassedLocal, 1),
@@ -1066,33 +988,33 @@ fn steering_fixtures() -> anyhow::Result<()> {
                 "decap: IPv6-in-IPv6 from node 3 for VIP:443 passes with the outer header removed",
                 local,
                 from_peer(3, &[], false, &ack6),
-                Expect::PassAs(packets::ethernet(node_mac(3), FX0_MAC, &[], &ack6)),
+                Expect::PassAs(packets::ethernet(node_mac(3), SELF_MAC, &[], &ack6)),
             )
             .counts(s443_6, Stat::Decapsulated, 1),
             Case::new(
                 "decap: 802.1Q IPv4-in-IPv4 keeps Ethernet and the tag",
                 local,
                 from_peer(2, &q, false, &syn4),
-                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &q, &syn4)),
+                Expect::PassAs(packets::ethernet(node_mac(2), SELF_MAC, &q, &syn4)),
             ),
             Case::new(
                 "decap: QinQ IPv6-in-IPv6 keeps Ethernet and both tags",
                 local,
                 from_peer(2, &qinq, false, &ack6),
-                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &qinq, &ack6)),
+                Expect::PassAs(packets::ethernet(node_mac(2), SELF_MAC, &qinq, &ack6)),
             ),
             Case::new(
                 "decap: QinQ IPv4-in-IPv4 with IPv4 options inside keeps Ethernet and both tags",
                 local,
                 from_peer(3, &qinq, false, &opts15),
-                Expect::PassAs(packets::ethernet(node_mac(3), FX0_MAC, &qinq, &opts15)),
+                Expect::PassAs(packets::ethernet(node_mac(3), SELF_MAC, &qinq, &opts15)),
             ),
             Case::new(
                 "decap: an outer IPv4 header with options (IHL 8) is removed whole",
                 local,
                 packets::ethernet(
                     node_mac(2),
-                    FX0_MAC,
+                    SELF_MAC,
                     &[],
                     &packets::ipv4(
                         underlay_v4(2),
@@ -1106,13 +1028,13 @@ fn steering_fixtures() -> anyhow::Result<()> {
                         &ack4,
                     ),
                 ),
-                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack4)),
+                Expect::PassAs(packets::ethernet(node_mac(2), SELF_MAC, &[], &ack4)),
             ),
             Case::new(
                 "decap: delivered here even when this node's ring names node 3",
                 to3,
                 from_peer(2, &[], false, &ack4),
-                Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack4)),
+                Expect::PassAs(packets::ethernet(node_mac(2), SELF_MAC, &[], &ack4)),
             )
             .counts(s443_4, Stat::Forwarded, 0),
             Case::new(
@@ -1159,7 +1081,7 @@ fn steering_fixtures() -> anyhow::Result<()> {
 fn fragments_and_icmp_errors_follow_the_client() -> anyhow::Result<()> {
     with_lab(|lab, _ns| {
         let maglev = Setup::Fresh(Ring::Maglev);
-        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let (vip4, vip6) = (v4(VIP_V4), v6(VIP_V6));
         let v4_clients = || (1..=254u8).map(|i| v4(Ipv4Addr::new(192, 0, 2, i)));
         let v6_clients =
             || (1..=254u16).map(|i| v6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, i)));
@@ -1210,7 +1132,7 @@ fn fragments_and_icmp_errors_follow_the_client() -> anyhow::Result<()> {
                 .collect();
             packets::ipv6(
                 ip6(far6),
-                VIP6,
+                VIP_V6,
                 IpNumber::IPV6_FRAGMENTATION_HEADER,
                 packets::V6Fields::default(),
                 &payload,
@@ -1220,14 +1142,38 @@ fn fragments_and_icmp_errors_follow_the_client() -> anyhow::Result<()> {
 
         // The packet the server sent (VIP:443 -> client), which a router could not pass on.
         let sent4 = tcp(vip4, 443, far4, 42002).payload(vec![0x11; 64]).packet();
-        let icmp4 = packets::icmpv4_frag_needed(ip4(router4), VIP4, &sent4, 1400);
+        let icmp4 = packets::icmpv4_frag_needed(ip4(router4), VIP_V4, &sent4, 1400);
         let sent6 = tcp(vip6, 443, far6, 42002)
             .payload(vec![0x11; 64])
             .flow_label(0x54321)
             .packet();
-        let icmp6 = packets::icmpv6_packet_too_big(ip6(router6), VIP6, &sent6, 1280);
+        let icmp6 = packets::icmpv6_packet_too_big(ip6(router6), VIP_V6, &sent6, 1280);
         let sent_ssh = tcp(vip4, 22, far4, 42003).packet();
-        let icmp_ssh = packets::icmpv4_frag_needed(ip4(router4), VIP4, &sent_ssh, 1400);
+        let icmp_ssh = packets::icmpv4_frag_needed(ip4(router4), VIP_V4, &sent_ssh, 1400);
+        // The quoted header may carry options (IHL 7 here); other error types count too.
+        let sent_opts4 = tcp(vip4, 443, far4, 42006)
+            .ipv4_options(nop_options(2))
+            .packet();
+        let icmp_opts4 = packets::icmpv4_frag_needed(ip4(router4), VIP_V4, &sent_opts4, 1400);
+        let ttl_exceeded4 = packets::icmpv4_error(
+            ip4(router4),
+            VIP_V4,
+            Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit),
+            &sent4,
+        );
+        let unreachable6 = packets::icmpv6_error(
+            ip6(router6),
+            VIP_V6,
+            Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Address),
+            &sent6,
+        );
+        let icmp_near4 = packets::icmpv4_frag_needed(
+            ip4(router4),
+            VIP_V4,
+            &tcp(vip4, 443, near4, 42007).packet(),
+            1400,
+        );
+        let echo_reply_quote = packets::icmpv4_echo(ip4(router4), VIP_V4);
 
         let cases = vec![
             Case::new(format!("R2: IPv4 first fragment from {far4} goes to its owner, node {owner4}"), maglev, frame(&[], &first4), forward_to(owner4, &first4))
@@ -1255,6 +1201,11 @@ fn fragments_and_icmp_errors_follow_the_client() -> anyhow::Result<()> {
             Case::new(format!("ICMPv6 packet too big from {router6} quoting VIP:443 -> {far6} goes to node {owner6}"), Setup::Keep, frame(&[], &icmp6), forward_to(owner6, &icmp6))
                 .counts(StatsOf::Vip(vip6, 443), Stat::Forwarded, 1),
             Case::new("R4: ICMPv4 fragmentation needed quoting VIP:22 (not steered) passes", Setup::Keep, frame(&[], &icmp_ssh), Expect::Pass),
+            Case::new(format!("ICMPv4 fragmentation needed quoting a header with options (IHL 7) goes to node {owner4}"), Setup::Keep, frame(&[], &icmp_opts4), forward_to(owner4, &icmp_opts4)),
+            Case::new(format!("ICMPv4 time exceeded quoting VIP:443 -> {far4} goes to node {owner4}"), Setup::Keep, frame(&[], &ttl_exceeded4), forward_to(owner4, &ttl_exceeded4)),
+            Case::new(format!("ICMPv6 destination unreachable quoting VIP:443 -> {far6} goes to node {owner6}"), Setup::Keep, frame(&[], &unreachable6), forward_to(owner6, &unreachable6)),
+            Case::new(format!("ICMPv4 fragmentation needed about {near4} (owned here) passes"), Setup::Keep, frame(&[], &icmp_near4), Expect::Pass),
+            Case::new("R4: ICMPv4 echo request (not an error) to the VIP passes", Setup::Keep, frame(&[], &echo_reply_quote), Expect::Pass),
             // R3: fragments carry no ports to look a socket up by: never a second chance.
             Case::new("R3: after a ring change, a fragment owned here is not sent for a second chance", Setup::Changed { previous: Ring::All(3), active: Ring::All(SELF) }, frame(&[], &rest4), Expect::Pass),
         ];
@@ -1287,7 +1238,7 @@ fn second_chance_after_a_ring_change() -> anyhow::Result<()> {
             active: Ring::All(SELF),
         };
         let (c4, c6) = (v4(CLIENT4), v6(CLIENT6));
-        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let (vip4, vip6) = (v4(VIP_V4), v6(VIP_V6));
         let ack4 = tcp(c4, 43000, vip4, 443).tos(0x20).packet();
         let ack6 = tcp(c6, 43000, vip6, 443).flow_label(0x12345).packet();
         let syn4 = tcp(c4, 43001, vip4, 443).syn().packet();
@@ -1295,9 +1246,37 @@ fn second_chance_after_a_ring_change() -> anyhow::Result<()> {
 
         // A connection this node does hold: VIP and a client address on lo, a listener on
         // VIP:443 and a connection from the client address (loopback inside the namespace).
-        let ns_client = Ipv4Addr::new(192, 0, 2, 77);
-        let held = LocalConnection::open(ns, ns_client, VIP4, 443)?;
-        let held_ack = tcp(v4(ns_client), held.client_port, vip4, 443).packet();
+        let ns_client4 = v4(Ipv4Addr::new(192, 0, 2, 77));
+        let held4 = LocalConnection::open(ns, ns_client4, vip4, 443)?;
+        let held_ack4 = tcp(ns_client4, held4.client_port, vip4, 443).packet();
+        let ns_client6 = v6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x77));
+        let held6 = LocalConnection::open(ns, ns_client6, vip6, 443)?;
+        let held_ack6 = tcp(ns_client6, held6.client_port, vip6, 443)
+            .flow_label(0xf_ffff)
+            .packet();
+        // ICMP errors about those flows (what the server sent, quoted by a router).
+        let router4 = Ipv4Addr::new(198, 51, 100, 1);
+        let router6 = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
+        let icmp_lost4 =
+            packets::icmpv4_frag_needed(router4, VIP_V4, &tcp(vip4, 443, c4, 43000).packet(), 1400);
+        let icmp_lost6 = packets::icmpv6_packet_too_big(
+            router6,
+            VIP_V6,
+            &tcp(vip6, 443, c6, 43000).packet(),
+            1280,
+        );
+        let icmp_held4 = packets::icmpv4_frag_needed(
+            router4,
+            VIP_V4,
+            &tcp(vip4, 443, ns_client4, held4.client_port).packet(),
+            1400,
+        );
+        let icmp_held6 = packets::icmpv6_packet_too_big(
+            router6,
+            VIP_V6,
+            &tcp(vip6, 443, ns_client6, held6.client_port).packet(),
+            1280,
+        );
 
         let s4 = StatsOf::Vip(vip4, 443);
         let s6 = StatsOf::Vip(vip6, 443);
@@ -1312,12 +1291,20 @@ fn second_chance_after_a_ring_change() -> anyhow::Result<()> {
                 .counts(s6, Stat::SecondChance, 1),
             Case::new("R3: IPv6 SYN stays here", changed, frame(&[], &syn6), Expect::Pass),
             Case::new("R3: 802.1Q IPv4 ACK with no local socket goes on to node 3, tag stripped", changed, frame(&[Tag::Dot1Q(5)], &ack4), second_chance_to(3, &ack4)),
-            Case::new("R3: IPv4 ACK of a connection this node holds stays here", changed, frame(&[], &held_ack), Expect::Pass)
+            Case::new("R3: IPv4 ACK of a connection this node holds (socket found) stays here", changed, frame(&[], &held_ack4), Expect::Pass)
                 .counts(s4, Stat::SecondChance, 0),
-            Case::new("R3: a peer's second-chance packet (marked) is delivered here, never bounced again", changed, from_peer(2, &[], true, &ack4), Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack4)))
+            Case::new("R3: IPv6 ACK of a connection this node holds (socket found) stays here", changed, frame(&[], &held_ack6), Expect::Pass)
+                .counts(s6, Stat::SecondChance, 0),
+            Case::new("R3: ICMPv4 fragmentation needed about a flow with no local socket goes on to node 3, marked", changed, frame(&[], &icmp_lost4), second_chance_to(3, &icmp_lost4))
+                .counts(s4, Stat::SecondChance, 1),
+            Case::new("R3: ICMPv6 packet too big about a flow with no local socket goes on to node 3, marked", changed, frame(&[], &icmp_lost6), second_chance_to(3, &icmp_lost6))
+                .counts(s6, Stat::SecondChance, 1),
+            Case::new("R3: ICMPv4 fragmentation needed about a connection this node holds stays here", changed, frame(&[], &icmp_held4), Expect::Pass),
+            Case::new("R3: ICMPv6 packet too big about a connection this node holds stays here", changed, frame(&[], &icmp_held6), Expect::Pass),
+            Case::new("R3: a peer's second-chance packet (marked) is delivered here, never bounced again", changed, from_peer(2, &[], true, &ack4), Expect::PassAs(packets::ethernet(node_mac(2), SELF_MAC, &[], &ack4)))
                 .counts(s4, Stat::Decapsulated, 1)
                 .counts(s4, Stat::Forwarded, 0),
-            Case::new("R3: a peer's IPv6 second-chance packet (marked) is delivered here", changed, from_peer(2, &[], true, &ack6), Expect::PassAs(packets::ethernet(node_mac(2), FX0_MAC, &[], &ack6))),
+            Case::new("R3: a peer's IPv6 second-chance packet (marked) is delivered here", changed, from_peer(2, &[], true, &ack6), Expect::PassAs(packets::ethernet(node_mac(2), SELF_MAC, &[], &ack6))),
             Case::new("R3: a peer's unmarked packet this node has no socket for goes on to node 3, marked", changed, from_peer(2, &[], false, &ack4), second_chance_to(3, &ack4))
                 .counts(s4, Stat::Decapsulated, 1)
                 .counts(s4, Stat::SecondChance, 1),
@@ -1325,7 +1312,7 @@ fn second_chance_after_a_ring_change() -> anyhow::Result<()> {
                 .counts(s4, Stat::SecondChance, 0),
         ];
         let failures = lab.run_cases(&cases);
-        drop(held);
+        drop((held4, held6));
         failures
     })
 }
@@ -1336,12 +1323,22 @@ fn second_chance_after_a_ring_change() -> anyhow::Result<()> {
 fn connection_table_keeps_flows_across_a_ring_change() -> anyhow::Result<()> {
     with_lab(|lab, _ns| {
         let (c4, c6) = (v4(CLIENT4), v6(CLIENT6));
-        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let (vip4, vip6) = (v4(VIP_V4), v6(VIP_V6));
         let syn4 = tcp(c4, 44000, vip4, 443).syn().packet();
         let ack4 = tcp(c4, 44000, vip4, 443).packet();
         let other4 = tcp(v4(Ipv4Addr::new(192, 0, 2, 99)), 44000, vip4, 443).packet();
         let syn6 = tcp(c6, 44000, vip6, 80).syn().packet();
         let ack6 = tcp(c6, 44000, vip6, 80).flow_label(0xfffff).packet();
+        let router4 = Ipv4Addr::new(198, 51, 100, 1);
+        let router6 = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
+        let icmp4 =
+            packets::icmpv4_frag_needed(router4, VIP_V4, &tcp(vip4, 443, c4, 44000).packet(), 1400);
+        let icmp6 = packets::icmpv6_packet_too_big(
+            router6,
+            VIP_V6,
+            &tcp(vip6, 80, c6, 44000).packet(),
+            1280,
+        );
         let s4 = StatsOf::Vip(vip4, 443);
         let s6 = StatsOf::Vip(vip6, 80);
         let cases = vec![
@@ -1352,14 +1349,20 @@ fn connection_table_keeps_flows_across_a_ring_change() -> anyhow::Result<()> {
                 .counts(s4, Stat::Forwarded, 1),
             Case::new("R3: the flow's next ACK goes to node 2 again", Setup::Keep, frame(&[Tag::Dot1Q(9)], &ack4), forward_to(2, &ack4))
                 .counts(s4, Stat::ContinuityHits, 1),
+            Case::new("R3: ICMPv4 fragmentation needed about the flow follows its record to node 2", Setup::Keep, frame(&[], &icmp4), forward_to(2, &icmp4))
+                .counts(s4, Stat::ContinuityHits, 1),
             Case::new("R3: another client's ACK (no record) follows the new ring to node 3", Setup::Keep, frame(&[], &other4), forward_to(3, &other4))
                 .counts(s4, Stat::ContinuityHits, 0),
             Case::new("R3: node 2 fails: the flow moves to the ring's node 3 (no continuity to an unusable node)", Setup::Health(2, false), frame(&[], &ack4), forward_to(3, &ack4))
                 .counts(s4, Stat::ContinuityHits, 0),
             Case::new("R3: a new SYN on the same 5-tuple follows the ring (node 3)", Setup::Health(2, true), frame(&[], &syn4), forward_to(3, &syn4))
                 .counts(s4, Stat::ContinuityHits, 0),
+            Case::new("R3: and that new connection's ACK follows its new record (node 3)", Setup::Keep, frame(&[], &ack4), forward_to(3, &ack4))
+                .counts(s4, Stat::ContinuityHits, 0),
             Case::new("R3: IPv6 SYN with ring all-node-2 goes to node 2", Setup::Fresh(Ring::All(2)), frame(&[], &syn6), forward_to(2, &syn6)),
             Case::new("R3: ring now all-node-3: the IPv6 flow's ACK still goes to node 2", Setup::Publish(Ring::All(3)), frame(&[], &ack6), forward_to(2, &ack6))
+                .counts(s6, Stat::ContinuityHits, 1),
+            Case::new("R3: ICMPv6 packet too big about the IPv6 flow follows its record to node 2", Setup::Keep, frame(&[], &icmp6), forward_to(2, &icmp6))
                 .counts(s6, Stat::ContinuityHits, 1),
         ];
         lab.run_cases(&cases)
@@ -1367,13 +1370,14 @@ fn connection_table_keeps_flows_across_a_ring_change() -> anyhow::Result<()> {
 }
 
 /// A peer whose next hop has no neighbour entry cannot be forwarded to: the packet is dropped
-/// and counted as a fib failure (userspace primes the entries; see `neighbours.rs`).
+/// and counted as a fib failure (`bpf_fib_lookup` resolves no neighbour; userspace primes the
+/// entries, see `neighbours.rs`).
 #[test]
 fn unresolved_next_hop_is_dropped_and_counted() -> anyhow::Result<()> {
     with_lab(|lab, ns| {
         ns.ip(&format!("neigh del {} dev fx0", underlay_v4(3)))?;
         ns.ip(&format!("neigh del {} dev fx0", underlay_v6(3)))?;
-        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let (vip4, vip6) = (v4(VIP_V4), v6(VIP_V6));
         let ack4 = tcp(v4(CLIENT4), 46000, vip4, 443).packet();
         let ack6 = tcp(v6(CLIENT6), 46000, vip6, 443).packet();
         let cases = vec![
@@ -1404,6 +1408,178 @@ fn unresolved_next_hop_is_dropped_and_counted() -> anyhow::Result<()> {
     })
 }
 
+/// A peer routed through another interface than the one the packet came in on: the frame
+/// leaves by XDP_REDIRECT to that interface, with its MAC as source and the gateway's as
+/// destination, for both families. (Before the fix in `next_hop`, balancer-ebpf's tunnel.rs,
+/// IPv4 was dropped as a fib failure: the kernel's IPv4 output lookup only looks at routes
+/// through the ingress interface.)
+#[test]
+fn next_hop_through_another_interface_is_redirected() -> anyhow::Result<()> {
+    with_lab(|lab, ns| {
+        const FX2_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+        const GATEWAY_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0xfe];
+        ns.ip(&format!("neigh del {} dev fx0", underlay_v4(3)))?;
+        ns.ip(&format!("neigh del {} dev fx0", underlay_v6(3)))?;
+        ns.ip("link add fx2 type veth peer name fx3")?;
+        ns.ip("link set fx2 address 02:00:00:00:01:01")?;
+        ns.ip("link set fx2 up")?;
+        ns.ip("link set fx3 up")?;
+        ns.ip("addr add 10.0.1.1/24 dev fx2")?;
+        ns.ip("addr add fd00:1::1/64 dev fx2 nodad")?;
+        ns.ip("neigh replace 10.0.1.254 lladdr 02:00:00:00:01:fe dev fx2 nud permanent")?;
+        ns.ip("neigh replace fd00:1::fe lladdr 02:00:00:00:01:fe dev fx2 nud permanent")?;
+        ns.ip(&format!(
+            "route add {}/32 via 10.0.1.254 dev fx2",
+            underlay_v4(3)
+        ))?;
+        ns.ip(&format!(
+            "route add {}/128 via fd00:1::fe dev fx2",
+            underlay_v6(3)
+        ))?;
+        let via_fx2 = Link {
+            action: XDP_REDIRECT,
+            src: FX2_MAC,
+            dst: GATEWAY_MAC,
+        };
+        let (vip4, vip6) = (v4(VIP_V4), v6(VIP_V6));
+        let ack4 = tcp(v4(CLIENT4), 46000, vip4, 443).tos(0x48).packet();
+        let ack6 = tcp(v6(CLIENT6), 46000, vip6, 443)
+            .flow_label(0x4_5678)
+            .packet();
+        let cases = vec![
+            Case::new("IPv4 VIP segment for node 3, routed via fx2: XDP_REDIRECT with fx2's and the gateway's MACs", Setup::Fresh(Ring::All(3)), frame(&[Tag::Dot1Q(4)], &ack4), forward_via(via_fx2, 3, &ack4))
+                .counts(StatsOf::Vip(vip4, 443), Stat::Forwarded, 1)
+                .counts(StatsOf::Vip(vip4, 443), Stat::FibFailures, 0),
+            Case::new("IPv6 VIP segment for node 3, routed via fx2: XDP_REDIRECT with fx2's and the gateway's MACs", Setup::Keep, frame(&[], &ack6), forward_via(via_fx2, 3, &ack6))
+                .counts(StatsOf::Vip(vip6, 443), Stat::Forwarded, 1),
+            Case::new("node 2 is still behind fx0: XDP_TX", Setup::Fresh(Ring::All(2)), frame(&[], &ack4), forward_to(2, &ack4)),
+        ];
+        lab.run_cases(&cases)
+    })
+}
+
+/// The outer header adds 20 (IPv4) or 40 (IPv6) bytes. A packet that no longer fits the
+/// path MTU to the owner once encapsulated is dropped and counted as a fib failure (the route
+/// lookup answers "fragmentation needed"; the outer header has DF set, and the program sends
+/// no ICMP error back): the underlay needs that much more MTU than the clients' path.
+#[test]
+fn encapsulated_packet_beyond_the_path_mtu_is_dropped_and_counted() -> anyhow::Result<()> {
+    with_lab(|lab, ns| {
+        ns.ip(&format!(
+            "route add {}/32 dev fx0 mtu lock 1400",
+            underlay_v4(3)
+        ))?;
+        // Locked: an unlocked IPv6 route MTU is not what the kernel's fib lookup checks against.
+        ns.ip(&format!(
+            "route add {}/128 dev fx0 mtu lock 1400",
+            underlay_v6(3)
+        ))?;
+        let (vip4, vip6) = (v4(VIP_V4), v6(VIP_V6));
+        // 1380 + 20 fits exactly; 1381 + 20 does not. IPv6: 1360 + 40 fits, 1361 + 40 not.
+        let fits4 = tcp(v4(CLIENT4), 47000, vip4, 443)
+            .payload(vec![7; 1380 - 40])
+            .packet();
+        let over4 = tcp(v4(CLIENT4), 47000, vip4, 443)
+            .payload(vec![7; 1381 - 40])
+            .packet();
+        let fits6 = tcp(v6(CLIENT6), 47000, vip6, 443)
+            .payload(vec![7; 1360 - 60])
+            .packet();
+        let over6 = tcp(v6(CLIENT6), 47000, vip6, 443)
+            .payload(vec![7; 1361 - 60])
+            .packet();
+        let (s4, s6) = (StatsOf::Vip(vip4, 443), StatsOf::Vip(vip6, 443));
+        let to3 = Setup::Fresh(Ring::All(3));
+        let cases = vec![
+            Case::new("1380-byte IPv4 packet for node 3 (path MTU 1400) is forwarded: 1400 bytes encapsulated", to3, frame(&[], &fits4), forward_to(3, &fits4)),
+            Case::new("1381-byte IPv4 packet for node 3 (path MTU 1400) is dropped, fib failure", to3, frame(&[], &over4), Expect::Drop)
+                .counts(s4, Stat::FibFailures, 1)
+                .counts(s4, Stat::Forwarded, 0),
+            Case::new("1360-byte IPv6 packet for node 3 (path MTU 1400) is forwarded: 1400 bytes encapsulated", to3, frame(&[], &fits6), forward_to(3, &fits6)),
+            Case::new("1361-byte IPv6 packet for node 3 (path MTU 1400) is dropped, fib failure", to3, frame(&[], &over6), Expect::Drop)
+                .counts(s6, Stat::FibFailures, 1),
+        ];
+        lab.run_cases(&cases)
+    })
+}
+
+/// Until userspace names this node (CONFIG's self_node is 0), the program passes everything,
+/// even what it would otherwise forward, drop or decapsulate (R4: nothing is steered before
+/// the maps are filled). A ring whose slots name no node (no healthy node) delivers here.
+#[test]
+fn an_unconfigured_program_passes_everything() -> anyhow::Result<()> {
+    with_lab(|lab, _ns| {
+        let (vip4, vip6) = (v4(VIP_V4), v6(VIP_V6));
+        let ack4 = tcp(v4(CLIENT4), 48000, vip4, 443).packet();
+        let ack6 = tcp(v6(CLIENT6), 48000, vip6, 443).packet();
+        let mut lying = ack4.clone();
+        packets::set_ipv4_header_byte(&mut lying, 0, 0x44);
+        let mut failures = lab.run_cases(&[Case::new(
+            "R2: a ring whose slots name no node delivers VIP traffic here",
+            Setup::Fresh(Ring::All(0)),
+            frame(&[], &ack4),
+            Expect::Pass,
+        )
+        .counts(StatsOf::Vip(vip4, 443), Stat::PassedLocal, 1)])?;
+        lab.setup(Setup::Fresh(Ring::All(2)))?;
+        let mut cfg = lab.loaded.maps.config()?;
+        cfg.self_node = 0;
+        lab.loaded.maps.set_config(cfg)?;
+        let cases = vec![
+            Case::new(
+                "unconfigured: IPv4 VIP segment for node 2 passes",
+                Setup::Keep,
+                frame(&[], &ack4),
+                Expect::Pass,
+            )
+            .counts(StatsOf::Vip(vip4, 443), Stat::Forwarded, 0),
+            Case::new(
+                "unconfigured: IPv6 VIP segment for node 2 passes",
+                Setup::Keep,
+                frame(&[], &ack6),
+                Expect::Pass,
+            ),
+            Case::new(
+                "unconfigured: a peer's encapsulated packet passes as it is",
+                Setup::Keep,
+                from_peer(2, &[], false, &ack4),
+                Expect::Pass,
+            ),
+        ];
+        // Every input here passes whole when unconfigured, so truncations must pass too; the
+        // sweep's "drop truncated VIP packets" rule does not hold before configuration.
+        for case in &cases {
+            lab.setup(case.setup)?;
+            match lab.run(&case.input) {
+                Ok((XDP_PASS, out)) if out == case.input => eprintln!("ok    {}", case.name),
+                Ok((action, _)) => failures.push(format!(
+                    "{}: {} or a changed frame, expected XDP_PASS unchanged",
+                    case.name,
+                    action_name(action)
+                )),
+                Err(e) => failures.push(format!("{}: test run failed: {e:#}", case.name)),
+            }
+            for len in packets::ETH_LEN..case.input.len() {
+                if !matches!(lab.run(&case.input[..len]), Ok((XDP_PASS, ref out)) if out.as_slice() == &case.input[..len])
+                {
+                    failures.push(format!(
+                        "{}: truncated to {len}, not passed unchanged",
+                        case.name
+                    ));
+                    break;
+                }
+            }
+        }
+        match lab.run(&frame(&[], &lying)) {
+            Ok((XDP_PASS, _)) => eprintln!("ok    unconfigured: a lying IHL to the VIP passes"),
+            other => failures.push(format!(
+                "unconfigured: lying IHL to the VIP: {other:?}, expected XDP_PASS"
+            )),
+        }
+        Ok(failures)
+    })
+}
+
 /// Headers that lie about lengths: dropped and counted when addressed to a VIP (whatever the
 /// ring says: here every slot names node 2, so a wrongly accepted packet would be forwarded);
 /// passed untouched otherwise (R4).
@@ -1412,7 +1588,7 @@ fn lying_lengths_are_dropped_for_vips() -> anyhow::Result<()> {
     with_lab(|lab, _ns| {
         let to2 = Setup::Fresh(Ring::All(2));
         let (c4, c6) = (v4(CLIENT4), v6(CLIENT6));
-        let (vip4, vip6) = (v4(VIP4), v6(VIP6));
+        let (vip4, vip6) = (v4(VIP_V4), v6(VIP_V6));
         let addr4 = StatsOf::Vip(vip4, 0);
         let addr6 = StatsOf::Vip(vip6, 0);
         let syn4 = tcp(c4, 45000, vip4, 443).syn().packet();
@@ -1489,7 +1665,7 @@ fn lying_lengths_are_dropped_for_vips() -> anyhow::Result<()> {
                 to2,
                 packets::ethernet_raw(
                     ROUTER_MAC,
-                    FX0_MAC,
+                    SELF_MAC,
                     &[],
                     EtherType::IPV4,
                     &v4_lie(&ack4, 0, &[0x65]),
@@ -1544,7 +1720,7 @@ fn lying_lengths_are_dropped_for_vips() -> anyhow::Result<()> {
                     payload.extend(tcp(c6, 45000, vip6, 443).segment());
                     packets::ipv6(
                         CLIENT6,
-                        VIP6,
+                        VIP_V6,
                         IpNumber::IPV6_DESTINATION_OPTIONS,
                         packets::V6Fields::default(),
                         &payload,
@@ -1562,7 +1738,7 @@ fn lying_lengths_are_dropped_for_vips() -> anyhow::Result<()> {
                         .collect();
                     packets::ipv6(
                         CLIENT6,
-                        VIP6,
+                        VIP_V6,
                         IpNumber::IPV6_HEADER_HOP_BY_HOP,
                         packets::V6Fields::default(),
                         &payload,
@@ -1633,12 +1809,15 @@ struct LocalConnection {
 
 impl LocalConnection {
     /// Must run on a thread inside the fixture namespace.
-    fn open(ns: &Netns, client: Ipv4Addr, vip: Ipv4Addr, port: u16) -> anyhow::Result<Self> {
+    fn open(ns: &Netns, client: IpAddr, vip: IpAddr, port: u16) -> anyhow::Result<Self> {
         for addr in [client, vip] {
-            ns.ip(&format!("addr add {addr}/32 dev lo"))?;
+            match addr {
+                IpAddr::V4(a) => ns.ip(&format!("addr add {a}/32 dev lo"))?,
+                IpAddr::V6(a) => ns.ip(&format!("addr add {a}/128 dev lo nodad"))?,
+            };
         }
         let listener = std::net::TcpListener::bind((vip, port))?;
-        let client_stream = connect_from(client, vip, port)?;
+        let client_stream = connect_from(client, SocketAddr::new(vip, port))?;
         let (server, _) = listener.accept()?;
         let client_port = client_stream.local_addr()?.port();
         Ok(Self {
@@ -1650,62 +1829,67 @@ impl LocalConnection {
     }
 }
 
-/// A TCP connection from `src` (an address of this namespace) to `dst`:`port`. std cannot
-/// bind before connecting, so the socket is made with libc and handed to std.
-fn connect_from(src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> anyhow::Result<std::net::TcpStream> {
+/// A TCP connection from `src` (an address of this namespace) to `dst`. std cannot bind
+/// before connecting, so the socket is made with libc and handed to std.
+fn connect_from(src: IpAddr, dst: SocketAddr) -> anyhow::Result<std::net::TcpStream> {
     use std::os::fd::{FromRawFd, OwnedFd};
-    let sockaddr = |addr: Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(addr).to_be(),
-        },
-        sin_zero: [0; 8],
+    let family = if src.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
     };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: plain socket(2); the descriptor is owned by `fd` from here on.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let raw = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     ensure!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
     // SAFETY: `raw` is a fresh descriptor nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let local = sockaddr(src, 0);
-    // SAFETY: `local` is a valid sockaddr_in of `len` bytes for the call.
-    let rc = unsafe { libc::bind(raw, (&local as *const libc::sockaddr_in).cast(), len) };
+    let (local, len) = sockaddr(SocketAddr::new(src, 0));
+    // SAFETY: `local` is a valid socket address of `len` bytes for the call.
+    let rc = unsafe { libc::bind(raw, (&local as *const libc::sockaddr_storage).cast(), len) };
     ensure!(rc == 0, "bind {src}: {}", std::io::Error::last_os_error());
-    let remote = sockaddr(dst, port);
+    let (remote, len) = sockaddr(dst);
     // SAFETY: as above.
-    let rc = unsafe { libc::connect(raw, (&remote as *const libc::sockaddr_in).cast(), len) };
+    let rc = unsafe { libc::connect(raw, (&remote as *const libc::sockaddr_storage).cast(), len) };
     ensure!(
         rc == 0,
-        "connect {dst}:{port}: {}",
+        "connect {dst}: {}",
         std::io::Error::last_os_error()
     );
     Ok(std::net::TcpStream::from(fd))
 }
 
-#[test]
-fn probe_redirect() -> anyhow::Result<()> {
-    with_lab(|lab, ns| {
-        ns.ip("link add fx2 type veth peer name fx3")?;
-        ns.ip("link set fx2 address 02:00:00:00:01:01")?;
-        ns.ip("link set fx2 up")?;
-        ns.ip("link set fx3 up")?;
-        ns.ip("addr add 10.0.1.1/24 dev fx2")?;
-        ns.ip("neigh replace 10.0.1.254 lladdr 02:00:00:00:01:fe dev fx2 nud permanent")?;
-        ns.ip("neigh del 10.0.0.3 dev fx0")?;
-        ns.ip("route add 10.0.0.3/32 via 10.0.1.254 dev fx2")?;
-        eprintln!("{}", ns.ip("route get 10.0.0.3 from 10.0.0.1")?);
-        let ack4 = tcp(v4(CLIENT4), 46000, v4(VIP4), 443).packet();
-        lab.setup(Setup::Fresh(Ring::All(3)))?;
-        let before = lab.counters(StatsOf::Vip(v4(VIP4), 443))?;
-        let (action, out) = lab.run(&frame(&[], &ack4))?;
-        let after = lab.counters(StatsOf::Vip(v4(VIP4), 443))?;
-        eprintln!(
-            "PROBE action {} fib_failures +{} out\n{}",
-            action_name(action),
-            after.fib_failures - before.fib_failures,
-            packets::hex(&out[..34.min(out.len())])
-        );
-        Ok(vec![])
-    })
+/// `addr` as a C socket address and its length.
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
 }
