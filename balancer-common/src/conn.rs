@@ -12,10 +12,13 @@ pub struct FlowKey {
     pub src: [u8; 16],
     /// Virtual IP (IPv4-mapped for IPv4).
     pub dst: [u8; 16],
-    pub sport_be: u16,
-    pub dport_be: u16,
+    /// Client port, host byte order (so that dumps read as numbers).
+    pub sport: u16,
+    /// VIP port, host byte order.
+    pub dport: u16,
     pub proto: u8,
-    pub _pad: [u8; 3],
+    pub _pad0: u8,
+    pub _pad1: u16,
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 

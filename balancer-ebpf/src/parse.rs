@@ -8,10 +8,7 @@
 
 use crate::packet::{len, read};
 use aya_ebpf::programs::XdpContext;
-use balancer_common::{
-    hash::FlowTuple,
-    vip::{v4_mapped, PROTO_TCP},
-};
+use balancer_common::{hash::FlowTuple, vip::PROTO_TCP};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -130,57 +127,60 @@ pub struct Parsed {
     pub flow: Flow,
 }
 
+// The parser writes its answer field by field into the caller's scratch slot: a struct
+// literal with zero-filled arrays compiles to calls of a byte-loop `memset` in BPF, several
+// per packet. Fields a verdict does not use keep stale values and are not read.
 impl Parsed {
+    /// A malformed packet to `dst`; `Some` so that parsers can `return` it.
     #[inline(always)]
-    fn not_ours() -> Self {
-        Self::with(Verdict::NotOurs, [0; 16])
+    fn malformed(&mut self) -> Option<()> {
+        self.verdict = Verdict::Malformed;
+        Some(())
     }
 
+    /// A tunnel packet to `flow.tuple.dst` (already stored).
     #[inline(always)]
-    fn malformed(dst: [u8; 16]) -> Self {
-        Self::with(Verdict::Malformed, dst)
+    fn tunnel(&mut self, header_len: usize, second_chance: bool) -> Option<()> {
+        self.verdict = Verdict::Tunnel;
+        self.header_len = header_len as u16;
+        self.second_chance = second_chance;
+        Some(())
     }
 
+    /// A flow whose addresses are already stored.
     #[inline(always)]
-    fn tunnel(dst: [u8; 16], header_len: usize, second_chance: bool) -> Self {
-        Self {
-            second_chance,
-            header_len: header_len as u16,
-            ..Self::with(Verdict::Tunnel, dst)
-        }
+    fn flow(
+        &mut self,
+        kind: Kind,
+        sport_be: u16,
+        dport_be: u16,
+        l3_off: usize,
+        ip_len: usize,
+        is_v4: bool,
+    ) -> Option<()> {
+        self.verdict = Verdict::Flow;
+        let t = &mut self.flow.tuple;
+        t.sport_be = sport_be;
+        t.dport_be = dport_be;
+        t.proto = PROTO_TCP;
+        t.is_v4 = is_v4;
+        self.flow.kind = kind;
+        self.flow.l3_off = l3_off as u16;
+        self.flow.ip_len = ip_len as u16;
+        Some(())
     }
+}
 
-    #[inline(always)]
-    fn flow(flow: Flow) -> Self {
-        Self {
-            verdict: Verdict::Flow,
-            second_chance: false,
-            header_len: 0,
-            flow,
-        }
-    }
-
-    #[inline(always)]
-    fn with(verdict: Verdict, dst: [u8; 16]) -> Self {
-        let tuple = FlowTuple {
-            src: [0; 16],
-            dst,
-            sport_be: 0,
-            dport_be: 0,
-            proto: 0,
-            is_v4: false,
-        };
-        Self {
-            verdict,
-            second_chance: false,
-            header_len: 0,
-            flow: Flow {
-                tuple,
-                kind: Kind::Tcp,
-                l3_off: 0,
-                ip_len: 0,
-            },
-        }
+/// Stores the IPv4-mapped form of `v4` (`::ffff:a.b.c.d`) with three writes (see above on
+/// zero-filled literals).
+#[inline(always)]
+fn store_v4_mapped(dst: &mut [u8; 16], v4: [u8; 4]) {
+    let p = dst.as_mut_ptr();
+    // SAFETY: 8 + 4 + 4 bytes inside the 16-byte array; unaligned writes.
+    unsafe {
+        (p as *mut u64).write_unaligned(0);
+        (p.add(8) as *mut [u8; 4]).write_unaligned([0, 0, 0xff, 0xff]);
+        (p.add(12) as *mut [u8; 4]).write_unaligned(v4);
     }
 }
 
@@ -220,75 +220,53 @@ fn quoted_ports(ctx: &XdpContext, off: usize) -> Option<(u16, u16)> {
 /// Not inlined: a BPF-to-BPF call keeps its stack frame apart from the caller's.
 #[inline(never)]
 pub fn ipv4(ctx: &XdpContext, l3_off: usize, out: &mut Parsed) {
-    *out = parse_ipv4(ctx, l3_off).unwrap_or(Parsed::not_ours());
+    if parse_ipv4(ctx, l3_off, out).is_none() {
+        out.verdict = Verdict::NotOurs;
+    }
 }
 
-/// `None`: too short to tell where the packet goes.
+/// `None`: not ours (too short to tell where it goes, or another protocol): pass.
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
+fn parse_ipv4(ctx: &XdpContext, l3_off: usize, out: &mut Parsed) -> Option<()> {
     let ip: Ipv4Hdr = read(ctx, l3_off)?;
-    let dst = v4_mapped(ip.dst_addr);
-    let malformed = Parsed::malformed(dst);
+    store_v4_mapped(&mut out.flow.tuple.dst, ip.dst_addr);
     // network-types' `ihl()` is already the header length in bytes (the IHL field times 4).
     let header_len = ip.ihl() as usize;
     let ip_len = u16::from_be_bytes(ip.tot_len) as usize;
     if ip.version() != 4 || header_len < Ipv4Hdr::LEN || ip_len < header_len {
-        return Some(malformed);
+        return out.malformed();
     }
     if l3_off + ip_len > len(ctx) {
-        return Some(malformed);
+        return out.malformed();
     }
     let l4_off = l3_off + header_len;
     let l4_end = l3_off + ip_len;
-    let src = v4_mapped(ip.src_addr);
-    let frags = u16::from_be_bytes(ip.frags);
-    let more_fragments = frags & 0x2000 != 0;
-    let fragment_offset = frags & 0x1fff;
     if ip.proto == balancer_common::encap::PROTO_IPIP {
         let second_chance =
             u16::from_be_bytes(ip.id) == balancer_common::encap::V4_ID_SECOND_CHANCE;
-        return Some(Parsed::tunnel(dst, header_len, second_chance));
+        return out.tunnel(header_len, second_chance);
     }
-    let tuple = FlowTuple {
-        src,
-        dst,
-        sport_be: 0,
-        dport_be: 0,
-        proto: PROTO_TCP,
-        is_v4: true,
-    };
+    let frags = u16::from_be_bytes(ip.frags);
+    let more_fragments = frags & 0x2000 != 0;
+    let fragment_offset = frags & 0x1fff;
     if more_fragments || fragment_offset != 0 {
         if ip.proto != PROTO_TCP {
-            return Some(Parsed::not_ours());
+            return None;
         }
-        return Some(Parsed::flow(Flow {
-            tuple,
-            kind: Kind::Fragment,
-            l3_off: l3_off as u16,
-            ip_len: ip_len as u16,
-        }));
+        store_v4_mapped(&mut out.flow.tuple.src, ip.src_addr);
+        return out.flow(Kind::Fragment, 0, 0, l3_off, ip_len, true);
     }
     match ip.proto {
         PROTO_TCP => {
             let Some(tcp) = tcp_at(ctx, l4_off, l4_end) else {
-                return Some(malformed);
+                return out.malformed();
             };
-            let tuple = FlowTuple {
-                sport_be: u16::from_ne_bytes(tcp.source),
-                dport_be: u16::from_ne_bytes(tcp.dest),
-                ..tuple
-            };
-            Some(Parsed::flow(Flow {
-                tuple,
-                kind: tcp_kind(&tcp),
-                l3_off: l3_off as u16,
-                ip_len: ip_len as u16,
-            }))
+            store_v4_mapped(&mut out.flow.tuple.src, ip.src_addr);
+            let (sport, dport) = (u16::from_ne_bytes(tcp.source), u16::from_ne_bytes(tcp.dest));
+            out.flow(tcp_kind(&tcp), sport, dport, l3_off, ip_len, true)
         }
-        PROTO_ICMP => {
-            Some(icmpv4_error(ctx, l3_off, l4_off, l4_end, ip_len).unwrap_or(Parsed::not_ours()))
-        }
-        _ => Some(Parsed::not_ours()),
+        PROTO_ICMP => icmpv4_error(ctx, l3_off, l4_off, l4_end, ip_len, out),
+        _ => None,
     }
 }
 
@@ -301,7 +279,8 @@ fn icmpv4_error(
     l4_off: usize,
     l4_end: usize,
     ip_len: usize,
-) -> Option<Parsed> {
+    out: &mut Parsed,
+) -> Option<()> {
     // Type and code together: a one-byte bounds check compiles to a form the verifier does not
     // credit with any range (`pkt + off < pkt_end` at offset 0).
     let [icmp_type, _code]: [u8; 2] = read(ctx, l4_off)?;
@@ -318,52 +297,35 @@ fn icmpv4_error(
         return None;
     }
     let (sport_be, dport_be) = quoted_ports(ctx, quoted_off + quoted_len)?;
-    let tuple = FlowTuple {
-        src: v4_mapped(quoted.dst_addr),
-        dst: v4_mapped(quoted.src_addr),
-        sport_be: dport_be,
-        dport_be: sport_be,
-        proto: PROTO_TCP,
-        is_v4: true,
-    };
-    Some(Parsed::flow(Flow {
-        tuple,
-        kind: Kind::IcmpError,
-        l3_off: l3_off as u16,
-        ip_len: ip_len as u16,
-    }))
+    store_v4_mapped(&mut out.flow.tuple.src, quoted.dst_addr);
+    store_v4_mapped(&mut out.flow.tuple.dst, quoted.src_addr);
+    out.flow(Kind::IcmpError, dport_be, sport_be, l3_off, ip_len, true)
 }
 
 /// Parses an IPv6 packet at `l3_off` into `out` (as [`ipv4`]).
 #[inline(never)]
 pub fn ipv6(ctx: &XdpContext, l3_off: usize, out: &mut Parsed) {
-    *out = parse_ipv6(ctx, l3_off).unwrap_or(Parsed::not_ours());
+    if parse_ipv6(ctx, l3_off, out).is_none() {
+        out.verdict = Verdict::NotOurs;
+    }
 }
 
-/// `None`: too short to tell where the packet goes.
+/// `None`: not ours (too short to tell where it goes, or another protocol): pass.
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
+fn parse_ipv6(ctx: &XdpContext, l3_off: usize, out: &mut Parsed) -> Option<()> {
     let ip: Ipv6Hdr = read(ctx, l3_off)?;
-    let dst = ip.dst_addr;
-    let malformed = Parsed::malformed(dst);
+    out.flow.tuple.dst = ip.dst_addr;
     let ip_len = Ipv6Hdr::LEN + u16::from_be_bytes(ip.payload_len) as usize;
     if ip.version() != 6 || l3_off + ip_len > len(ctx) {
-        return Some(malformed);
+        return out.malformed();
     }
     let l4_end = l3_off + ip_len;
     if ip.next_hdr == balancer_common::encap::PROTO_IPV6 {
         let flow = u32::from_be_bytes(ip.vcf) & 0x000f_ffff;
         let second_chance = flow & balancer_common::encap::V6_FLOW_SECOND_CHANCE != 0;
-        return Some(Parsed::tunnel(dst, Ipv6Hdr::LEN, second_chance));
+        return out.tunnel(Ipv6Hdr::LEN, second_chance);
     }
-    let tuple = FlowTuple {
-        src: ip.src_addr,
-        dst,
-        sport_be: 0,
-        dport_be: 0,
-        proto: PROTO_TCP,
-        is_v4: false,
-    };
+    out.flow.tuple.src = ip.src_addr;
     let mut next = ip.next_hdr;
     let mut off = l3_off + Ipv6Hdr::LEN;
     for _ in 0..MAX_EXTENSION_HEADERS {
@@ -371,19 +333,19 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
         let (next_header, ext_len) = match next {
             0 | 43 | 60 | 135 | 139 | 140 => {
                 let Some(ext) = read::<[u8; 2]>(ctx, off) else {
-                    return Some(malformed);
+                    return out.malformed();
                 };
                 (ext[0], (ext[1] as usize + 1) * 8)
             }
             51 => {
                 let Some(ext) = read::<[u8; 2]>(ctx, off) else {
-                    return Some(malformed);
+                    return out.malformed();
                 };
                 (ext[0], (ext[1] as usize + 2) * 4)
             }
             44 => {
                 let Some(ext) = read::<[u8; 4]>(ctx, off) else {
-                    return Some(malformed);
+                    return out.malformed();
                 };
                 let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
                 // Offset in the top 13 bits, M flag in the lowest: either makes a fragment
@@ -391,15 +353,12 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
                 // ends here for a fragment: what follows is data in all but the first.
                 if offset_flags & 0xfff9 != 0 {
                     if off + 8 > l4_end {
-                        return Some(malformed);
+                        return out.malformed();
                     }
-                    let flow = Flow {
-                        tuple,
-                        kind: Kind::Fragment,
-                        l3_off: l3_off as u16,
-                        ip_len: ip_len as u16,
-                    };
-                    return Some(ipv6_fragment(ext[0], flow));
+                    if !ipv6_fragment_is_steered(ext[0]) {
+                        return None;
+                    }
+                    return out.flow(Kind::Fragment, 0, 0, l3_off, ip_len, false);
                 }
                 (ext[0], 8)
             }
@@ -408,32 +367,21 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
         next = next_header;
         off += ext_len;
         if off > l3_off + MAX_IPV6_HEADER_CHAIN || off > l4_end {
-            return Some(malformed);
+            return out.malformed();
         }
     }
     match next {
         PROTO_TCP => {
             let Some(tcp) = tcp_at(ctx, off, l4_end) else {
-                return Some(malformed);
+                return out.malformed();
             };
-            let tuple = FlowTuple {
-                sport_be: u16::from_ne_bytes(tcp.source),
-                dport_be: u16::from_ne_bytes(tcp.dest),
-                ..tuple
-            };
-            Some(Parsed::flow(Flow {
-                tuple,
-                kind: tcp_kind(&tcp),
-                l3_off: l3_off as u16,
-                ip_len: ip_len as u16,
-            }))
+            let (sport, dport) = (u16::from_ne_bytes(tcp.source), u16::from_ne_bytes(tcp.dest));
+            out.flow(tcp_kind(&tcp), sport, dport, l3_off, ip_len, false)
         }
-        PROTO_ICMPV6 => {
-            Some(icmpv6_error(ctx, l3_off, off, l4_end, ip_len).unwrap_or(Parsed::not_ours()))
-        }
+        PROTO_ICMPV6 => icmpv6_error(ctx, l3_off, off, l4_end, ip_len, out),
         // Extension headers beyond the walk limit, before TCP: treat as malformed if for us.
-        0 | 43 | 44 | 51 | 60 | 135 | 139 | 140 => Some(malformed),
-        _ => Some(Parsed::not_ours()),
+        0 | 43 | 44 | 51 | 60 | 135 | 139 | 140 => out.malformed(),
+        _ => None,
     }
 }
 
@@ -445,11 +393,8 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Parsed> {
 /// another protocol the datagram still reaches a node of the array that holds the VIP, while
 /// passing a TCP datagram here would split it from its connection.
 #[inline(always)]
-fn ipv6_fragment(first: u8, flow: Flow) -> Parsed {
-    match first {
-        PROTO_TCP | 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140 => Parsed::flow(flow),
-        _ => Parsed::not_ours(),
-    }
+fn ipv6_fragment_is_steered(first: u8) -> bool {
+    matches!(first, PROTO_TCP | 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140)
 }
 
 /// An ICMPv6 destination-unreachable, packet-too-big or time-exceeded message quoting a TCP
@@ -461,7 +406,8 @@ fn icmpv6_error(
     l4_off: usize,
     l4_end: usize,
     ip_len: usize,
-) -> Option<Parsed> {
+    out: &mut Parsed,
+) -> Option<()> {
     // Type and code together: a one-byte bounds check compiles to a form the verifier does not
     // credit with any range (`pkt + off < pkt_end` at offset 0).
     let [icmp_type, _code]: [u8; 2] = read(ctx, l4_off)?;
@@ -480,18 +426,7 @@ fn icmpv6_error(
         return None;
     }
     let (sport_be, dport_be) = quoted_ports(ctx, quoted_off + Ipv6Hdr::LEN)?;
-    let tuple = FlowTuple {
-        src: quoted.dst_addr,
-        dst: quoted.src_addr,
-        sport_be: dport_be,
-        dport_be: sport_be,
-        proto: PROTO_TCP,
-        is_v4: false,
-    };
-    Some(Parsed::flow(Flow {
-        tuple,
-        kind: Kind::IcmpError,
-        l3_off: l3_off as u16,
-        ip_len: ip_len as u16,
-    }))
+    out.flow.tuple.src = quoted.dst_addr;
+    out.flow.tuple.dst = quoted.src_addr;
+    out.flow(Kind::IcmpError, dport_be, sport_be, l3_off, ip_len, false)
 }

@@ -38,7 +38,10 @@ use crate::{
     tunnel::{self, Hop},
 };
 use aya_ebpf::{
-    bindings::{bpf_sock_tuple, xdp_action, BPF_F_CURRENT_NETNS},
+    bindings::{
+        bpf_sock_tuple, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 as SockTupleV4,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as SockTupleV6, xdp_action, BPF_F_CURRENT_NETNS,
+    },
     helpers::{bpf_sk_release, bpf_skc_lookup_tcp},
     programs::XdpContext,
     EbpfContext,
@@ -47,8 +50,9 @@ use balancer_common::{
     conn::{FlowEntry, FlowKey},
     hash::affinity_hash,
     node::{active_slot, previous_slot, DataplaneConfig, NodeInfo, NO_NODE},
-    vip::{v4_mapped, VipInfo, VipKey, AFFINITY_NONE, AFFINITY_SINGLE, PROTO_TCP},
+    vip::{VipInfo, VipKey, AFFINITY_NONE, AFFINITY_SINGLE, PROTO_TCP},
 };
+use core::mem::{size_of, MaybeUninit};
 
 const TCP_LISTEN: u32 = 10;
 
@@ -212,12 +216,13 @@ fn from_peer(
     let Some(me) = node(cfg.self_node) else {
         return xdp_action::XDP_PASS;
     };
+    // The parser stored an IPv4 destination in the mapped form: its last four bytes.
     let mine = if l2.is_v4 {
-        v4_mapped(me.underlay_v4)
+        dst[12..] == me.underlay_v4
     } else {
-        me.underlay_v6
+        dst == me.underlay_v6
     };
-    if dst != mine {
+    if !mine {
         return xdp_action::XDP_PASS;
     }
     let arrival = if second_chance {
@@ -320,10 +325,11 @@ fn continuity_owner(flow: &Flow, ring: u32, vip: &VipInfo) -> u32 {
     let key = FlowKey {
         src: t.src,
         dst: t.dst,
-        sport_be: t.sport_be,
-        dport_be: t.dport_be,
+        sport: u16::from_be(t.sport_be),
+        dport: u16::from_be(t.dport_be),
         proto: t.proto,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
     };
     if !syn {
         // SAFETY: copied out at once (an LRU slot may be reused by another CPU later).
@@ -373,29 +379,38 @@ fn previous_owner(
 /// progress, or time-wait) for the flow.
 #[inline(never)]
 fn has_local_socket(ctx: &XdpContext, flow: &Flow) -> bool {
-    // SAFETY: an all-zero tuple is valid; we fill the family's part below.
-    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    // Only the family's part is written, and the helper reads only `size` bytes: zeroing the
+    // whole union first would cost a byte-loop `memset` call.
+    let mut tuple = MaybeUninit::<bpf_sock_tuple>::uninit();
     let t = &flow.tuple;
+    let union = tuple.as_mut_ptr().cast::<u8>();
     let size = if t.is_v4 {
-        tuple.__bindgen_anon_1.ipv4.saddr =
-            u32::from_ne_bytes([t.src[12], t.src[13], t.src[14], t.src[15]]);
-        tuple.__bindgen_anon_1.ipv4.daddr =
-            u32::from_ne_bytes([t.dst[12], t.dst[13], t.dst[14], t.dst[15]]);
-        tuple.__bindgen_anon_1.ipv4.sport = t.sport_be;
-        tuple.__bindgen_anon_1.ipv4.dport = t.dport_be;
-        12
+        let v4 = SockTupleV4 {
+            saddr: u32::from_ne_bytes([t.src[12], t.src[13], t.src[14], t.src[15]]),
+            daddr: u32::from_ne_bytes([t.dst[12], t.dst[13], t.dst[14], t.dst[15]]),
+            sport: t.sport_be,
+            dport: t.dport_be,
+        };
+        // SAFETY: the IPv4 member starts the union, which is larger.
+        unsafe { union.cast::<SockTupleV4>().write(v4) };
+        size_of::<SockTupleV4>()
     } else {
-        tuple.__bindgen_anon_1.ipv6.saddr = ne_words(&t.src);
-        tuple.__bindgen_anon_1.ipv6.daddr = ne_words(&t.dst);
-        tuple.__bindgen_anon_1.ipv6.sport = t.sport_be;
-        tuple.__bindgen_anon_1.ipv6.dport = t.dport_be;
-        36
-    };
-    // SAFETY: `tuple` lives on our stack for the call; a returned socket is released below.
+        let v6 = SockTupleV6 {
+            saddr: ne_words(&t.src),
+            daddr: ne_words(&t.dst),
+            sport: t.sport_be,
+            dport: t.dport_be,
+        };
+        // SAFETY: the IPv6 member starts the union and fills it.
+        unsafe { union.cast::<SockTupleV6>().write(v6) };
+        size_of::<SockTupleV6>()
+    } as u32;
+    // SAFETY: the first `size` bytes of `tuple` are written; a returned socket is released
+    // below.
     let sk = unsafe {
         bpf_skc_lookup_tcp(
             ctx.as_ptr(),
-            &mut tuple,
+            tuple.as_mut_ptr(),
             size,
             BPF_F_CURRENT_NETNS as u64,
             0,

@@ -104,6 +104,22 @@ fn words(addr: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
+const _: () = assert!(size_of::<FibParams>() == 64);
+
+/// Zeroes `raw` (a valid "no fields set" `bpf_fib_lookup`) as eight volatile words and hands
+/// it back for use in place: `mem::zeroed()`, plain stores, or moving the zeroed value out
+/// all compile to a call of a byte-loop `memset` in BPF.
+#[inline(always)]
+fn zeroed_fib_params(raw: &mut core::mem::MaybeUninit<FibParams>) -> &mut FibParams {
+    let words = raw.as_mut_ptr().cast::<u64>();
+    for i in 0..size_of::<FibParams>() / 8 {
+        // SAFETY: eight u64 words cover the 64-byte struct.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+    }
+    // SAFETY: every byte was written; all-zero is a valid value.
+    unsafe { raw.assume_init_mut() }
+}
+
 /// The Internet checksum of the IPv4 header at `offset` (its checksum field zeroed).
 #[inline(always)]
 fn ipv4_checksum(ctx: &XdpContext, offset: usize) -> Result<u16, NoRoute> {
@@ -154,11 +170,11 @@ fn try_encapsulate(
     // Read once, straight from the context: the verifier refuses a ctx access through a
     // pointer LLVM has offset and kept in a register.
     let ingress = ctx.ingress_ifindex() as u32;
-    // SAFETY: an all-zero `bpf_fib_lookup` is a valid "no fields set" request.
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    let mut raw = core::mem::MaybeUninit::uninit();
+    let params = zeroed_fib_params(&mut raw);
     params.ifindex = ingress;
     params.__bindgen_anon_1.tot_len = (inner_len + outer_len) as u16;
-    next_hop(ctx, &mut params, from, to, is_v4)?;
+    next_hop(ctx, params, from, to, is_v4)?;
     // The inner header's first word: TOS / traffic class, copied to the outer header
     // (RFC 2983), and for IPv6 the flow label, kept as the outer label (ECMP entropy).
     let first_word: [u8; 4] = read(ctx, l3_off).ok_or(NoRoute)?;
@@ -173,8 +189,9 @@ fn try_encapsulate(
     // SAFETY (all writes below): `ptr_at_mut` checked the bounds; fields are byte arrays or
     // written unaligned.
     unsafe {
-        (*eth).dst_addr = params.dmac;
-        (*eth).src_addr = params.smac;
+        // Explicit non-overlapping copies: plain assignments compile to `memmove` calls.
+        core::ptr::copy_nonoverlapping(params.dmac.as_ptr(), (*eth).dst_addr.as_mut_ptr(), 6);
+        core::ptr::copy_nonoverlapping(params.smac.as_ptr(), (*eth).src_addr.as_mut_ptr(), 6);
         core::ptr::addr_of_mut!((*eth).ether_type)
             .write_unaligned(if is_v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_be());
     }
