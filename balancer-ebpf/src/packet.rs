@@ -48,3 +48,15 @@ pub fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
 pub fn len(ctx: &XdpContext) -> usize {
     data_end(ctx) - data(ctx)
 }
+
+/// A 16-byte address as four words in memory order: what the kernel's `__be32[4]` fields
+/// (socket tuples, fib lookups) hold.
+#[inline(always)]
+pub fn address_words(addr: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]),
+        u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]),
+        u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]),
+        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]),
+    ]
+}

@@ -33,7 +33,7 @@
 use crate::{
     counters,
     maps::{CONFIG, CONN_TABLE, NODES, PARSED, RING, VIPS},
-    packet::len,
+    packet::{address_words, len},
     parse::{self, Flow, Kind, Parsed, Verdict, L2},
     tunnel::{self, Hop},
 };
@@ -157,7 +157,7 @@ fn vip_of(flow: &Flow) -> Option<VipInfo> {
         _pad: 0,
     };
     // SAFETY: the value is copied out at once; no reference outlives the lookup.
-    unsafe { VIPS.get(&key).copied() }
+    unsafe { VIPS.get(key).copied() }
 }
 
 /// A broken packet: dropped if it is addressed to one of our VIP addresses, else passed.
@@ -170,7 +170,7 @@ fn malformed(dst: [u8; 16]) -> u32 {
         _pad: 0,
     };
     // SAFETY: copied out at once.
-    match unsafe { VIPS.get(&key).copied() } {
+    match unsafe { VIPS.get(key).copied() } {
         Some(vip) => {
             counters::vip(vip.vip_index, |c| c.dropped_malformed += 1);
             xdp_action::XDP_DROP
@@ -333,7 +333,7 @@ fn continuity_owner(flow: &Flow, ring: u32, vip: &VipInfo) -> u32 {
     };
     if !syn {
         // SAFETY: copied out at once (an LRU slot may be reused by another CPU later).
-        if let Some(entry) = unsafe { CONN_TABLE.get(&key).copied() } {
+        if let Some(entry) = unsafe { CONN_TABLE.get(key).copied() } {
             if entry.node == ring {
                 return ring;
             }
@@ -345,7 +345,7 @@ fn continuity_owner(flow: &Flow, ring: u32, vip: &VipInfo) -> u32 {
     }
     if ring != NO_NODE && flow.kind != Kind::IcmpError {
         // A full table evicts its least recently used entry; nothing to handle on error.
-        let _ = CONN_TABLE.insert(&key, &FlowEntry { node: ring }, 0);
+        let _ = CONN_TABLE.insert(key, FlowEntry { node: ring }, 0);
     }
     ring
 }
@@ -396,8 +396,8 @@ fn has_local_socket(ctx: &XdpContext, flow: &Flow) -> bool {
         size_of::<SockTupleV4>()
     } else {
         let v6 = SockTupleV6 {
-            saddr: ne_words(&t.src),
-            daddr: ne_words(&t.dst),
+            saddr: address_words(&t.src),
+            daddr: address_words(&t.dst),
             sport: t.sport_be,
             dport: t.dport_be,
         };
@@ -423,17 +423,6 @@ fn has_local_socket(ctx: &XdpContext, flow: &Flow) -> bool {
     let state = unsafe { (*sk).state };
     unsafe { bpf_sk_release(sk.cast()) };
     state != TCP_LISTEN
-}
-
-/// The 16 address bytes as four words in memory order (what the kernel's `__be32[4]` holds).
-#[inline(always)]
-fn ne_words(addr: &[u8; 16]) -> [u32; 4] {
-    [
-        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]),
-        u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]),
-        u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]),
-        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]),
-    ]
 }
 
 /// Encapsulates the packet to `hop.to` and sends it; counts it.

@@ -8,7 +8,7 @@
 //! outer IP header and keeps the Ethernet header and tags, so the inner packet goes up the
 //! stack as if it had arrived directly.
 
-use crate::packet::{ptr_at_mut, read};
+use crate::packet::{address_words, ptr_at_mut, read};
 use crate::parse::{Flow, ETH_P_IP, ETH_P_IPV6};
 use aya_ebpf::{
     bindings::{
@@ -82,8 +82,8 @@ fn next_hop(
     } else {
         params.family = AF_INET6;
         params.l4_protocol = encap::PROTO_IPV6;
-        params.__bindgen_anon_3.ipv6_src = words(&from.underlay_v6);
-        params.__bindgen_anon_4.ipv6_dst = words(&to.underlay_v6);
+        params.__bindgen_anon_3.ipv6_src = address_words(&from.underlay_v6);
+        params.__bindgen_anon_4.ipv6_dst = address_words(&to.underlay_v6);
     }
     let flags = if is_v4 { 0 } else { BPF_FIB_LOOKUP_OUTPUT };
     // SAFETY: `params` is a valid, fully sized `bpf_fib_lookup` on our stack.
@@ -92,16 +92,6 @@ fn next_hop(
         return Err(NoRoute);
     }
     Ok(())
-}
-
-#[inline(always)]
-fn words(addr: &[u8; 16]) -> [u32; 4] {
-    [
-        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]),
-        u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]),
-        u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]),
-        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]),
-    ]
 }
 
 const _: () = assert!(size_of::<FibParams>() == 64);

@@ -92,6 +92,9 @@ fn paths() -> Vec<Path> {
     ]
 }
 
+/// One path's figures: name, ours and the baseline (single runs), and the amortized pair.
+type Measured = (String, f64, f64, Option<(f64, f64)>);
+
 /// Mean of the kernel's timing over `calls` single runs, and the action of the last.
 fn single_runs(prog: &Xdp, frame: &[u8], ctx: &[u8], calls: u32) -> anyhow::Result<(f64, u32)> {
     let mut out = vec![0u8; frame.len() + 256];
@@ -130,56 +133,54 @@ pub fn run(results: &mut Results, quick: bool) -> anyhow::Result<()> {
     };
     let ns = fixture::fixture_netns()?;
     let ifindex = ns.ifindex("fx0")?;
-    let measured = ns.run_in(
-        || -> anyhow::Result<Vec<(String, f64, f64, Option<(f64, f64)>)>> {
-            let mut loaded = dataplane::load(&LoadOptions {
-                pin_dir: None,
-                ring_size: fixture::RING_SIZE,
-                conn_table_entries: 1024,
-            })?;
-            sync::apply(
-                &Config::parse(fixture::CONFIG)?,
-                &mut loaded.maps,
-                sync::NewMembers::Up,
-            )?;
-            let mut rows = Vec::new();
-            for path in paths() {
-                let ctx = fixture::xdp_md(ifindex, path.frame.len());
-                // Every slot names the path's owner, and the previous ring is the active one, as in
-                // steady state (no second-chance lookups).
-                loaded
-                    .maps
-                    .publish_ring(&vec![path.owner; fixture::RING_SIZE as usize])?;
-                let mut cfg = loaded.maps.config()?;
-                let active = active_slot(cfg.ring_select);
-                cfg.ring_select = ring_select(active, active);
-                loaded.maps.set_config(cfg)?;
+    let measured = ns.run_in(|| -> anyhow::Result<Vec<Measured>> {
+        let mut loaded = dataplane::load(&LoadOptions {
+            pin_dir: None,
+            ring_size: fixture::RING_SIZE,
+            conn_table_entries: 1024,
+        })?;
+        sync::apply(
+            &Config::parse(fixture::CONFIG)?,
+            &mut loaded.maps,
+            sync::NewMembers::Up,
+        )?;
+        let mut rows = Vec::new();
+        for path in paths() {
+            let ctx = fixture::xdp_md(ifindex, path.frame.len());
+            // Every slot names the path's owner, and the previous ring is the active one, as in
+            // steady state (no second-chance lookups).
+            loaded
+                .maps
+                .publish_ring(&vec![path.owner; fixture::RING_SIZE as usize])?;
+            let mut cfg = loaded.maps.config()?;
+            let active = active_slot(cfg.ring_select);
+            cfg.ring_select = ring_select(active, active);
+            loaded.maps.set_config(cfg)?;
+            let prog = loaded.program();
+            // Warm the connection table (the flow's entry exists, as for an established flow).
+            single_runs(prog, &path.frame, &ctx, 10)?;
+            let (ours, action) = single_runs(prog, &path.frame, &ctx, calls)?;
+            ensure!(
+                action == path.action,
+                "{}: action {action}, expected {}",
+                path.name,
+                path.action
+            );
+            let baseline = single_runs(loaded.pass_program(), &path.frame, &ctx, calls)?.0;
+            let amortized = if path.read_only {
                 let prog = loaded.program();
-                // Warm the connection table (the flow's entry exists, as for an established flow).
-                single_runs(prog, &path.frame, &ctx, 10)?;
-                let (ours, action) = single_runs(prog, &path.frame, &ctx, calls)?;
-                ensure!(
-                    action == path.action,
-                    "{}: action {action}, expected {}",
-                    path.name,
-                    path.action
-                );
-                let baseline = single_runs(loaded.pass_program(), &path.frame, &ctx, calls)?.0;
-                let amortized = if path.read_only {
-                    let prog = loaded.program();
-                    let ours = amortized(prog, &path.frame, &ctx, repeat)?;
-                    Some((
-                        ours,
-                        amortized(loaded.pass_program(), &path.frame, &ctx, repeat)?,
-                    ))
-                } else {
-                    None
-                };
-                rows.push((path.name.to_string(), ours, baseline, amortized));
-            }
-            Ok(rows)
-        },
-    )??;
+                let ours = amortized(prog, &path.frame, &ctx, repeat)?;
+                Some((
+                    ours,
+                    amortized(loaded.pass_program(), &path.frame, &ctx, repeat)?,
+                ))
+            } else {
+                None
+            };
+            rows.push((path.name.to_string(), ours, baseline, amortized));
+        }
+        Ok(rows)
+    })??;
     for (name, ours, baseline, amortized) in measured {
         results.compare(
             &format!("l4.xdp.{name}"),
