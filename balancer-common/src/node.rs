@@ -22,8 +22,9 @@ pub const NODE_FLAG_HEALTHY: u32 = 2;
 /// `balancer-user`'s `maglev` module on joining members).
 pub const NODE_FLAG_JOINED: u32 = 4;
 
-/// Value of [`crate::maps::NODES`], indexed by node id.
-#[repr(C)]
+/// Value of [`crate::maps::NODES`], indexed by node id (aligned to 8, size unchanged: word
+/// moves in BPF).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct NodeInfo {
     /// Underlay IPv4 address (outer header of IPv4-in-IPv4); all zero if none.

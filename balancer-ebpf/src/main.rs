@@ -12,6 +12,7 @@
 
 mod counters;
 mod maps;
+mod next_hop;
 mod packet;
 mod parse;
 mod steer;

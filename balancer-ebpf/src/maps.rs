@@ -1,7 +1,7 @@
 //! The maps, named as `balancer_common::maps` says (userspace checks the names at load).
 //! Sizes here are the compile-time defaults; userspace sets `RING` and `CONN_TABLE` at load.
 
-use crate::parse::Parsed;
+use crate::{next_hop::NextHop, parse::Parsed};
 use aya_ebpf::{
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
@@ -37,6 +37,11 @@ pub static VIP_STATS: PerCpuArray<Counters, { VIP_STATS_ENTRIES as usize }> = Pe
 /// BPF stack, which is 512 bytes for the whole call chain.
 #[btf_map]
 pub static PARSED: PerCpuArray<Parsed, 1> = PerCpuArray::new();
+
+/// Per-CPU cache of the next hop towards each peer, per family (kernel-only, not pinned):
+/// see the `next_hop` module.
+#[btf_map]
+pub static NEXT_HOPS: PerCpuArray<NextHop, { 2 * MAX_NODES as usize }> = PerCpuArray::new();
 
 #[btf_map]
 pub static NODE_STATS: PerCpuArray<Counters, { MAX_NODES as usize }> = PerCpuArray::new();

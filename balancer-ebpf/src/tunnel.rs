@@ -8,26 +8,21 @@
 //! outer IP header and keeps the Ethernet header and tags, so the inner packet goes up the
 //! stack as if it had arrived directly.
 
-use crate::packet::{address_words, ptr_at_mut, read};
+use crate::next_hop;
+use crate::packet::{ptr_at_mut, read};
 use crate::parse::{Flow, ETH_P_IP, ETH_P_IPV6};
 use aya_ebpf::{
-    bindings::{
-        bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT,
-    },
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
+    bindings::xdp_action,
+    helpers::{bpf_redirect, bpf_xdp_adjust_head},
     programs::XdpContext,
-    EbpfContext,
 };
 use balancer_common::{encap, node::NodeInfo};
-use core::mem::size_of;
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
     vlan::VlanHdr,
 };
 
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
 const IPV4_DONT_FRAGMENT: u16 = 0x4000;
 
 /// Returned by [`encapsulate`] when the packet cannot be forwarded (no route or neighbour to
@@ -48,66 +43,6 @@ pub struct Hop {
     pub to: u32,
     /// Sent on to the previous owner (the receiver must not send it on again).
     pub second_chance: bool,
-}
-
-/// Route lookup from our underlay address to the peer's, for a packet received on the
-/// ingress interface (`params.ifindex`). On success `params` holds the egress ifindex and the
-/// Ethernet addresses: the ingress interface (XDP_TX) or another one (redirect), as the
-/// routing table says.
-///
-/// IPv6 asks for an output route (BPF_FIB_LOOKUP_OUTPUT: this node's own traffic; the
-/// ingress interface is only a preference). IPv4 cannot: the kernel's IPv4 output lookup
-/// considers only next hops through `params.ifindex` itself, so a peer routed through another
-/// interface was unreachable (dropped as a fib failure, while IPv6 was redirected; seen on
-/// Linux 6.18 by the XDP fixtures). IPv4 asks instead for the route of a packet arriving on
-/// the ingress interface: for our own underlay source, the same route without that limit.
-///
-/// The kernel answers BPF_FIB_LKUP_RET_FWD_DISABLED, whatever the flags, unless IP
-/// forwarding is enabled on the ingress interface (`net.ipv4.conf.<if>.forwarding`, and
-/// `net.ipv6.conf.<if>.forwarding` for IPv6; userspace enables them at attach): without it
-/// every forward is dropped and counted as a fib failure.
-#[inline(always)]
-fn next_hop(
-    ctx: &XdpContext,
-    params: &mut FibParams,
-    from: &NodeInfo,
-    to: &NodeInfo,
-    is_v4: bool,
-) -> Result<(), NoRoute> {
-    if is_v4 {
-        params.family = AF_INET;
-        params.l4_protocol = encap::PROTO_IPIP;
-        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(from.underlay_v4);
-        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(to.underlay_v4);
-    } else {
-        params.family = AF_INET6;
-        params.l4_protocol = encap::PROTO_IPV6;
-        params.__bindgen_anon_3.ipv6_src = address_words(&from.underlay_v6);
-        params.__bindgen_anon_4.ipv6_dst = address_words(&to.underlay_v6);
-    }
-    let flags = if is_v4 { 0 } else { BPF_FIB_LOOKUP_OUTPUT };
-    // SAFETY: `params` is a valid, fully sized `bpf_fib_lookup` on our stack.
-    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), params, size_of::<FibParams>() as i32, flags) };
-    if ret != BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        return Err(NoRoute);
-    }
-    Ok(())
-}
-
-const _: () = assert!(size_of::<FibParams>() == 64);
-
-/// Zeroes `raw` (a valid "no fields set" `bpf_fib_lookup`) as eight volatile words and hands
-/// it back for use in place: `mem::zeroed()`, plain stores, or moving the zeroed value out
-/// all compile to a call of a byte-loop `memset` in BPF.
-#[inline(always)]
-fn zeroed_fib_params(raw: &mut core::mem::MaybeUninit<FibParams>) -> &mut FibParams {
-    let words = raw.as_mut_ptr().cast::<u64>();
-    for i in 0..size_of::<FibParams>() / 8 {
-        // SAFETY: eight u64 words cover the 64-byte struct.
-        unsafe { core::ptr::write_volatile(words.add(i), 0) };
-    }
-    // SAFETY: every byte was written; all-zero is a valid value.
-    unsafe { raw.assume_init_mut() }
 }
 
 /// The Internet checksum of the IPv4 header at `offset` (its checksum field zeroed).
@@ -160,11 +95,10 @@ fn try_encapsulate(
     // Read once, straight from the context: the verifier refuses a ctx access through a
     // pointer LLVM has offset and kept in a register.
     let ingress = ctx.ingress_ifindex() as u32;
-    let mut raw = core::mem::MaybeUninit::uninit();
-    let params = zeroed_fib_params(&mut raw);
-    params.ifindex = ingress;
-    params.__bindgen_anon_1.tot_len = (inner_len + outer_len) as u16;
-    next_hop(ctx, params, from, to, is_v4)?;
+    let next = next_hop::towards(ctx, ingress, hop.to, from, to, is_v4).map_err(|_| NoRoute)?;
+    if inner_len + outer_len > next.mtu as usize {
+        return Err(NoRoute);
+    }
     // The inner header's first word: TOS / traffic class, copied to the outer header
     // (RFC 2983), and for IPv6 the flow label, kept as the outer label (ECMP entropy).
     let first_word: [u8; 4] = read(ctx, l3_off).ok_or(NoRoute)?;
@@ -180,8 +114,8 @@ fn try_encapsulate(
     // written unaligned.
     unsafe {
         // Explicit non-overlapping copies: plain assignments compile to `memmove` calls.
-        core::ptr::copy_nonoverlapping(params.dmac.as_ptr(), (*eth).dst_addr.as_mut_ptr(), 6);
-        core::ptr::copy_nonoverlapping(params.smac.as_ptr(), (*eth).src_addr.as_mut_ptr(), 6);
+        core::ptr::copy_nonoverlapping(next.dmac.as_ptr(), (*eth).dst_addr.as_mut_ptr(), 6);
+        core::ptr::copy_nonoverlapping(next.smac.as_ptr(), (*eth).src_addr.as_mut_ptr(), 6);
         core::ptr::addr_of_mut!((*eth).ether_type)
             .write_unaligned(if is_v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_be());
     }
@@ -224,11 +158,11 @@ fn try_encapsulate(
             (*ip).dst_addr = to.underlay_v6;
         }
     }
-    if params.ifindex == ingress {
+    if next.ifindex == ingress {
         Ok(xdp_action::XDP_TX)
     } else {
         // SAFETY: plain helper call; it returns the XDP action to take.
-        Ok(unsafe { bpf_redirect(params.ifindex, 0) } as u32)
+        Ok(unsafe { bpf_redirect(next.ifindex, 0) } as u32)
     }
 }
 
