@@ -1,0 +1,13 @@
+//! The L7 router's Client Access logic (R5-R14), pure and table-tested; the HTTP server and
+//! proxy around it come next.
+//!
+//! ## Layout
+//! - [`protocol`]: which Client Access protocol a request is for (its virtual directory).
+//! - [`version`]: Exchange versions, ordered for R12.
+//! - [`topology`]: sites, their versions, ExternalURLs and redirection settings.
+//! - [`decision`]: serve here, proxy to a site, redirect, or refuse (R7-R14).
+
+pub mod decision;
+pub mod protocol;
+pub mod topology;
+pub mod version;
