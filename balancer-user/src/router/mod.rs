@@ -5,9 +5,11 @@
 //! - [`protocol`]: which Client Access protocol a request is for (its virtual directory).
 //! - [`version`]: Exchange versions, ordered for R12.
 //! - [`topology`]: sites, their versions, ExternalURLs and redirection settings.
+//! - [`identity`]: which mailbox a request is for (R5), the signed affinity cookie.
 //! - [`decision`]: serve here, proxy to a site, redirect, or refuse (R7-R14).
 
 pub mod decision;
+pub mod identity;
 pub mod protocol;
 pub mod topology;
 pub mod version;
