@@ -7,11 +7,13 @@
 //! - [`topology`]: sites, their versions, ExternalURLs and redirection settings.
 //! - [`identity`]: which mailbox a request is for (R5), the signed affinity cookie.
 //! - [`directory`]: names (addresses, aliases) to mailboxes (R6), behind a trait.
+//! - [`tls`]: certificates by SNI, reloaded all or nothing.
 //! - [`decision`]: serve here, proxy to a site, redirect, or refuse (R7-R14).
 
 pub mod decision;
 pub mod directory;
 pub mod identity;
 pub mod protocol;
+pub mod tls;
 pub mod topology;
 pub mod version;
