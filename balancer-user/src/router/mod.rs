@@ -8,12 +8,18 @@
 //! - [`identity`]: which mailbox a request is for (R5), the signed affinity cookie.
 //! - [`directory`]: names (addresses, aliases) to mailboxes (R6), behind a trait.
 //! - [`tls`]: certificates by SNI, reloaded all or nothing.
+//! - [`service`]: the request pipeline (R5-R20) around the decision; [`responses`]: the
+//!   router's own answers.
 //! - [`decision`]: serve here, proxy to a site, redirect, or refuse (R7-R14).
 
 pub mod decision;
 pub mod directory;
 pub mod identity;
 pub mod protocol;
+pub mod responses;
+pub mod service;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod topology;
 pub mod version;

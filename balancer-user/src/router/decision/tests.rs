@@ -1,67 +1,9 @@
-//! The decision table on the Contoso topology of MISSION.md: every case names its rule.
-//!
-//! | site   | Internet-facing | version  | ExternalURL host       |
-//! |--------|-----------------|----------|------------------------|
-//! | usa    | yes             | 2010     | www.usa.contoso.com    |
-//! | europe | yes             | 2007 SP1 | www.europe.contoso.com |
-//! | asia   | no              | 2007 SP1 | (none)                 |
-//! | legacy | no              | 2003     | (none; HTTP back end)  |
-//! | rtm    | no              | 2007 RTM | (none; extra, for R10) |
+//! The decision table on the Contoso topology of MISSION.md (`router::testing`): every case
+//! names its rule.
 
 use super::*;
-use crate::router::topology::ExternalUrls;
+use crate::router::testing::{contoso, mailbox};
 use http::Method;
-
-fn external(host: &str) -> ExternalUrls {
-    ExternalUrls {
-        owa: Some(format!("https://{host}/owa")),
-        activesync: Some(format!("https://{host}/Microsoft-Server-ActiveSync")),
-        ews: Some(format!("https://{host}/EWS/Exchange.asmx")),
-        autodiscover: Some(format!("https://{host}/Autodiscover/Autodiscover.xml")),
-        oab: Some(format!("https://{host}/OAB")),
-    }
-}
-
-fn site(name: &str, version: Version, external: ExternalUrls) -> Site {
-    Site {
-        name: name.into(),
-        version,
-        external,
-        redirect_enabled: true,
-    }
-}
-
-fn contoso(this_site: &str) -> Topology {
-    Topology {
-        sites: vec![
-            site(
-                "usa",
-                Version::Exchange2010,
-                external("www.usa.contoso.com"),
-            ),
-            site(
-                "europe",
-                Version::Exchange2007Sp1,
-                external("www.europe.contoso.com"),
-            ),
-            site("asia", Version::Exchange2007Sp1, ExternalUrls::default()),
-            site("legacy", Version::Exchange2003, ExternalUrls::default()),
-            site("rtm", Version::Exchange2007, ExternalUrls::default()),
-        ],
-        this_site: this_site.into(),
-        owa_redirect: OwaRedirect::LinkPage,
-    }
-}
-
-fn mailbox(address: &str, site: &str) -> Mailbox {
-    let version = contoso("usa").site(site).unwrap().version;
-    Mailbox {
-        address: address.into(),
-        site: site.into(),
-        server: format!("mbx-{site}.contoso.com"),
-        version,
-    }
-}
 
 /// One row: the rule, this node's site, the protocol, the method, the mailbox's site, and what
 /// must happen.

@@ -1,0 +1,110 @@
+//! The responses the router writes itself: redirects (link page, 302, 307), ActiveSync's 451,
+//! refusals with a short reason, health checks.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
+
+/// Errors a body can carry (the proxied bodies' I/O errors).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every response body: the router's own, or a streamed upstream one.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Header naming this node on every response (R20; can be switched off).
+pub const FRONT_END_HEADER: &str = "x-balancer-front-end";
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).expect("static"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Escapes text for HTML (the URL is from the configuration, but a page must never inject).
+fn html_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".into(),
+            '<' => "&lt;".into(),
+            '>' => "&gt;".into(),
+            '"' => "&quot;".into(),
+            '\'' => "&#39;".into(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// R8's default: a page that shows the correct URL as a link, not followed automatically.
+pub fn link_page(location: &str) -> Response<Body> {
+    let url = html_escape(location);
+    respond(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        format!(
+            "<!DOCTYPE html>\n<html><head><title>Outlook Web Access</title></head><body>\n\
+             <h1>Use the Outlook Web Access address for your mailbox</h1>\n\
+             <p>Your mailbox is served from another site. Open <a href=\"{url}\">{url}</a> to \
+             reach it, and use that address from now on.</p>\n</body></html>\n"
+        ),
+    )
+}
+
+/// `302 Found` or `307 Temporary Redirect` to `location`.
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut r = respond(
+        status,
+        "text/plain; charset=utf-8",
+        format!("see {location}\n"),
+    );
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            r.headers_mut().insert(header::LOCATION, v);
+            r
+        }
+        Err(_) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the configured redirect URL is not a valid header value",
+        ),
+    }
+}
+
+/// R9: ActiveSync's "use this server instead": 451, `X-MS-Location`, empty body.
+pub fn activesync_451(location: &str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::from_u16(451).expect("451 is a status code");
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            r.headers_mut().insert("x-ms-location", v);
+            r
+        }
+        Err(_) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the configured ActiveSync URL is not a valid header value",
+        ),
+    }
+}
+
+/// A refusal: the status and a short reason, as plain text.
+pub fn refuse(status: StatusCode, reason: &str) -> Response<Body> {
+    respond(status, "text/plain; charset=utf-8", format!("{reason}\n"))
+}
+
+/// R17: `GET /<vdir>/healthcheck.htm` answers 200 when this node can serve.
+pub fn health() -> Response<Body> {
+    respond(
+        StatusCode::OK,
+        "text/html",
+        "<html><body>200 OK</body></html>\n",
+    )
+}

@@ -1,0 +1,252 @@
+//! The request pipeline: loop check (R20), health check (R17), identity (R5), directory (R6),
+//! decision (R7-R14), then the router's own answer or a forward to an upstream ([`Forward`]).
+
+use super::{
+    decision::{decide, Decision, Facts, Pick, RedirectKind},
+    directory::Directory,
+    identity::{self, cookie, Head, Source},
+    protocol::Protocol,
+    responses::{self, Body, BoxError, FRONT_END_HEADER},
+    topology::Topology,
+};
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
+use std::{future::Future, pin::Pin, sync::Arc};
+use tracing::{debug, warn};
+
+#[cfg(test)]
+mod tests;
+
+/// Header listing the routers a request has passed through (R20 loop detection).
+pub const VIA_HEADER: &str = "x-balancer-via";
+
+/// Where a request goes when the router does not answer it itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// This site's own Client Access / mailbox back end (R7).
+    Local,
+    /// A node of another site, over HTTPS (R8-R12, R14).
+    Site { site: String, pick: Pick },
+    /// An Exchange 2003 back-end server, over HTTP (R13).
+    Legacy { server: String },
+}
+
+/// A boxed future of a response.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// Sends requests to upstreams: the proxy. A trait, so that the pipeline is tested alone.
+pub trait Forward: Send + Sync + 'static {
+    fn forward(&self, target: Target, request: Request<Body>) -> ResponseFuture;
+}
+
+/// How the pipeline behaves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's name, in loop detection and in the front-end header.
+    pub node_name: String,
+    /// Add the front-end header to responses (R20; can be switched off).
+    pub front_end_header: bool,
+    /// Largest Autodiscover body read to find the identity (R5).
+    pub autodiscover_body_limit: usize,
+}
+
+/// The router of one node.
+pub struct Router {
+    pub topology: Topology,
+    pub directory: Arc<dyn Directory>,
+    pub cookie_key: cookie::Key,
+    pub forward: Arc<dyn Forward>,
+    pub settings: Settings,
+}
+
+impl Router {
+    /// Answers one request.
+    pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
+        let mut response = self.route(request).await;
+        if self.settings.front_end_header {
+            if let Ok(v) = HeaderValue::from_str(&self.settings.node_name) {
+                response.headers_mut().insert(FRONT_END_HEADER, v);
+            }
+        }
+        response
+    }
+
+    async fn route(&self, request: Request<Body>) -> Response<Body> {
+        if self.seen_before(&request) {
+            return responses::refuse(
+                StatusCode::LOOP_DETECTED,
+                "this request has already passed through this router",
+            );
+        }
+        let path = request.uri().path().to_string();
+        if is_health_check(request.method(), &path) {
+            return responses::health();
+        }
+        let protocol = Protocol::of_path(&path);
+        let (request, found) = match self.identify(request, protocol).await {
+            Ok(x) => x,
+            Err(refusal) => return refusal,
+        };
+        let mailbox = match &found.identity {
+            Some(id) => match self.directory.resolve(&id.name) {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, "directory lookup failed: serving locally");
+                    None
+                }
+            },
+            None => None,
+        };
+        let facts = Facts {
+            protocol,
+            method: request.method(),
+            mailbox: mailbox.as_deref(),
+            other_mailbox_sites: &[],
+            availability: false,
+        };
+        let decision = decide(&facts, &self.topology);
+        debug!(?protocol, identity = ?found.identity, ?decision, "decided");
+        let set_cookie = match (&found.identity, &mailbox) {
+            (Some(id), Some(m)) if id.source != Source::AffinityCookie => {
+                Some(cookie::value(&self.cookie_key, &m.address))
+            }
+            _ => None,
+        };
+        let mut response = match decision {
+            Decision::Local { .. } => {
+                self.forward
+                    .forward(Target::Local, rewrite(request, found.upstream_path))
+                    .await
+            }
+            Decision::ProxySite { site, pick } => {
+                self.forward
+                    .forward(
+                        Target::Site { site, pick },
+                        rewrite(request, found.upstream_path),
+                    )
+                    .await
+            }
+            Decision::ProxyLegacy { server } => {
+                self.forward
+                    .forward(Target::Legacy { server }, request)
+                    .await
+            }
+            Decision::Redirect {
+                kind: RedirectKind::LinkPage,
+                location,
+            } => responses::link_page(&location),
+            Decision::Redirect {
+                kind: RedirectKind::Found,
+                location,
+            } => responses::redirect(StatusCode::FOUND, &location),
+            Decision::Redirect {
+                kind: RedirectKind::Temporary,
+                location,
+            } => responses::redirect(StatusCode::TEMPORARY_REDIRECT, &location),
+            Decision::ActiveSync451 { location } => responses::activesync_451(&location),
+            Decision::Refuse { status, reason } => responses::refuse(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                &reason,
+            ),
+        };
+        if let Some(value) = set_cookie {
+            let cookie = format!(
+                "{}={value}; Path=/; Secure; HttpOnly; SameSite=Lax",
+                cookie::NAME
+            );
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        response
+    }
+
+    fn seen_before(&self, request: &Request<Body>) -> bool {
+        request
+            .headers()
+            .get_all(VIA_HEADER)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|hop| hop.trim() == self.settings.node_name)
+    }
+
+    /// Finds the identity; reads an Autodiscover body (bounded) when the head names no one.
+    async fn identify(
+        &self,
+        request: Request<Body>,
+        protocol: Protocol,
+    ) -> Result<(Request<Body>, identity::Found), Response<Body>> {
+        let found = {
+            let head = Head {
+                path: request.uri().path(),
+                query: request.uri().query(),
+                headers: request.headers(),
+            };
+            identity::identify(&head, None, &self.cookie_key)
+        };
+        let wants_body = found.identity.is_none()
+            && protocol == Protocol::Autodiscover
+            && request.method() == Method::POST;
+        if !wants_body {
+            return Ok((request, found));
+        }
+        let (parts, body) = request.into_parts();
+        let limit = self.settings.autodiscover_body_limit;
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(responses::refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("Autodiscover request larger than {limit} bytes"),
+                ));
+            }
+            Err(_) => {
+                return Err(responses::refuse(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                ))
+            }
+        };
+        let found = {
+            let head = Head {
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+            };
+            identity::identify(&head, Some(&bytes), &self.cookie_key)
+        };
+        Ok((Request::from_parts(parts, full(bytes)), found))
+    }
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never| -> BoxError { match never {} })
+        .boxed()
+}
+
+/// `GET` or `HEAD` of `/<vdir>/healthcheck.htm` (R17).
+fn is_health_check(method: &Method, path: &str) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && path.rsplit_once('/').is_some_and(|(dir, file)| {
+            !dir.is_empty() && file.eq_ignore_ascii_case("healthcheck.htm")
+        })
+}
+
+/// The request with its path replaced by `upstream_path` (an explicit logon segment stripped).
+fn rewrite(request: Request<Body>, upstream_path: Option<String>) -> Request<Body> {
+    let Some(path) = upstream_path else {
+        return request;
+    };
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    if let Ok(uri) = http::Uri::builder().path_and_query(path_and_query).build() {
+        parts.uri = uri;
+    }
+    Request::from_parts(parts, body)
+}

@@ -1,0 +1,277 @@
+//! The pipeline with a fake upstream that says where a request would have gone.
+
+use super::*;
+use crate::router::testing;
+use base64::Engine as _;
+use http::header::HeaderName;
+
+/// Answers 200 with "<target> <path> <body>" in the body and the target in a header.
+struct Recorder;
+
+impl Forward for Recorder {
+    fn forward(&self, target: Target, request: Request<Body>) -> ResponseFuture {
+        Box::pin(async move {
+            let path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let text = format!("{target:?} {path} {}", String::from_utf8_lossy(&body));
+            let mut r = Response::new(full(Bytes::from(text)));
+            r.headers_mut().insert(
+                "x-target",
+                HeaderValue::from_str(&format!("{target:?}")).unwrap(),
+            );
+            r
+        })
+    }
+}
+
+fn router(this_site: &str) -> Router {
+    Router {
+        topology: testing::contoso(this_site),
+        directory: Arc::new(testing::directory()) as Arc<dyn Directory>,
+        cookie_key: cookie::Key::new(*b"service tests key"),
+        forward: Arc::new(Recorder),
+        settings: Settings {
+            node_name: format!("{this_site}-1"),
+            front_end_header: true,
+            autodiscover_body_limit: 1024,
+        },
+    }
+}
+
+fn request(method: Method, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
+    let mut r = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        r = r.header(HeaderName::from_bytes(k.as_bytes()).unwrap(), *v);
+    }
+    r.body(full(Bytes::from(body.to_string()))).unwrap()
+}
+
+async fn text(r: Response<Body>) -> String {
+    String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+fn target(r: &Response<Body>) -> &str {
+    r.headers()
+        .get("x-target")
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or("(answered by the router)")
+}
+
+#[tokio::test]
+async fn r17_health_check_answers_200() {
+    for path in [
+        "/owa/healthcheck.htm",
+        "/EWS/HealthCheck.htm",
+        "/Microsoft-Server-ActiveSync/healthcheck.htm",
+    ] {
+        let r = router("usa")
+            .handle(request(Method::GET, path, &[], ""))
+            .await;
+        assert_eq!(r.status(), 200, "R17 {path}");
+        assert_eq!(target(&r), "(answered by the router)");
+    }
+}
+
+#[tokio::test]
+async fn r20_loops_are_refused_and_responses_name_the_front_end() {
+    let r = router("usa")
+        .handle(request(
+            Method::GET,
+            "/owa/",
+            &[(VIA_HEADER, "europe-1, usa-1")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::LOOP_DETECTED, "R20 loop");
+    assert_eq!(
+        r.headers()[FRONT_END_HEADER],
+        "usa-1",
+        "R20 front-end header"
+    );
+    let mut quiet = router("usa");
+    quiet.settings.front_end_header = false;
+    let r = quiet
+        .handle(request(
+            Method::GET,
+            "/owa/",
+            &[(VIA_HEADER, "europe-1")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status(), 200, "another router's name is no loop");
+    assert!(
+        r.headers().get(FRONT_END_HEADER).is_none(),
+        "R20: the header can be switched off"
+    );
+}
+
+#[tokio::test]
+async fn r8_owa_for_europe_gets_the_link_page_and_an_affinity_cookie() {
+    let r = router("usa")
+        .handle(request(
+            Method::GET,
+            "/owa/",
+            &[("X-AnchorMailbox", "europe-user@contoso.com")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.starts_with("balancer_mailbox=")
+            && cookie.contains("Secure")
+            && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let page = text(r).await;
+    assert!(
+        page.contains("href=\"https://www.europe.contoso.com/owa\""),
+        "R8 link page: {page}"
+    );
+
+    // R5: the cookie alone identifies the mailbox on the next request.
+    let value = cookie.split(';').next().unwrap();
+    let r = router("usa")
+        .handle(request(Method::GET, "/owa/", &[("Cookie", value)], ""))
+        .await;
+    assert!(
+        text(r).await.contains("https://www.europe.contoso.com/owa"),
+        "R5 affinity cookie"
+    );
+}
+
+#[tokio::test]
+async fn r9_activesync_for_europe_answers_451() {
+    let uri = "/Microsoft-Server-ActiveSync?Cmd=Sync&User=CONTOSO%5Ceurope-user&DeviceId=X";
+    let r = router("usa")
+        .handle(request(Method::POST, uri, &[], ""))
+        .await;
+    assert_eq!(r.status().as_u16(), 451, "R9");
+    assert_eq!(
+        r.headers()["x-ms-location"],
+        "https://www.europe.contoso.com/Microsoft-Server-ActiveSync"
+    );
+    assert!(text(r).await.is_empty(), "R9: empty body");
+}
+
+#[tokio::test]
+async fn r8_owa_for_asia_is_proxied_with_the_logon_segment_stripped() {
+    let r = router("usa")
+        .handle(request(
+            Method::GET,
+            "/owa/asia-user@contoso.com/inbox/?ae=Folder",
+            &[],
+            "",
+        ))
+        .await;
+    assert_eq!(
+        target(&r),
+        r#"Site { site: "asia", pick: Sticky { mailbox: "asia-user@contoso.com" } }"#
+    );
+    assert!(
+        text(r).await.contains(" /owa/inbox/?ae=Folder "),
+        "R5: the logon segment is stripped"
+    );
+}
+
+#[tokio::test]
+async fn r11_autodiscover_identity_comes_from_the_body_which_is_forwarded_whole() {
+    let body = "<Autodiscover><Request><EMailAddress>asia-user@contoso.com</EMailAddress></Request></Autodiscover>";
+    let r = router("usa")
+        .handle(request(
+            Method::POST,
+            "/autodiscover/autodiscover.xml",
+            &[],
+            body,
+        ))
+        .await;
+    assert!(target(&r).contains("\"asia\""), "R11: {}", target(&r));
+    assert!(
+        text(r).await.ends_with(body),
+        "the body reaches the upstream unchanged"
+    );
+
+    let huge = format!("<Autodiscover>{}</Autodiscover>", " ".repeat(4096));
+    let r = router("usa")
+        .handle(request(
+            Method::POST,
+            "/autodiscover/autodiscover.xml",
+            &[],
+            &huge,
+        ))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "R5: the body is read with a bound"
+    );
+}
+
+#[tokio::test]
+async fn r13_and_r7_and_r5_reach_the_right_upstream() {
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("CONTOSO\\legacy-user:pw")
+    );
+    let r = router("usa")
+        .handle(request(
+            Method::GET,
+            "/exchange/legacy-user/",
+            &[("Authorization", &basic)],
+            "",
+        ))
+        .await;
+    assert_eq!(
+        target(&r),
+        r#"Legacy { server: "mbx-legacy.contoso.com" }"#,
+        "R13 via the DOMAIN\\user alias"
+    );
+    let r = router("usa")
+        .handle(request(
+            Method::GET,
+            "/owa/",
+            &[("X-AnchorMailbox", "usa-user@contoso.com")],
+            "",
+        ))
+        .await;
+    assert_eq!(target(&r), "Local", "R7");
+    let r = router("usa")
+        .handle(request(Method::GET, "/owa/", &[], ""))
+        .await;
+    assert_eq!(target(&r), "Local", "R5: no identity");
+    let r = router("usa")
+        .handle(request(
+            Method::GET,
+            "/owa/",
+            &[("X-AnchorMailbox", "nobody@contoso.com")],
+            "",
+        ))
+        .await;
+    assert_eq!(target(&r), "Local", "R6: unknown to the directory");
+}
+
+#[tokio::test]
+async fn refusals_are_proper_responses_with_a_reason() {
+    let r = router("usa")
+        .handle(request(
+            Method::POST,
+            "/EWS/Exchange.asmx",
+            &[("X-AnchorMailbox", "rtm-user@contoso.com")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_IMPLEMENTED, "R10");
+    assert!(text(r).await.contains("2007 SP1"));
+}

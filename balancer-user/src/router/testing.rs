@@ -1,0 +1,80 @@
+//! Test fixtures of the router: the Contoso topology of MISSION.md (plus an Exchange 2007 RTM
+//! site for R10) and mailboxes in each site.
+//!
+//! | site   | Internet-facing | version  | ExternalURL host       |
+//! |--------|-----------------|----------|------------------------|
+//! | usa    | yes             | 2010     | www.usa.contoso.com    |
+//! | europe | yes             | 2007 SP1 | www.europe.contoso.com |
+//! | asia   | no              | 2007 SP1 | (none)                 |
+//! | legacy | no              | 2003     | (none; HTTP back end)  |
+//! | rtm    | no              | 2007 RTM | (none; extra, for R10) |
+
+use super::{
+    decision::Mailbox,
+    directory::MemoryDirectory,
+    topology::{ExternalUrls, OwaRedirect, Site, Topology},
+    version::Version,
+};
+
+pub fn external(host: &str) -> ExternalUrls {
+    ExternalUrls {
+        owa: Some(format!("https://{host}/owa")),
+        activesync: Some(format!("https://{host}/Microsoft-Server-ActiveSync")),
+        ews: Some(format!("https://{host}/EWS/Exchange.asmx")),
+        autodiscover: Some(format!("https://{host}/Autodiscover/Autodiscover.xml")),
+        oab: Some(format!("https://{host}/OAB")),
+    }
+}
+
+fn site(name: &str, version: Version, external: ExternalUrls) -> Site {
+    Site {
+        name: name.into(),
+        version,
+        external,
+        redirect_enabled: true,
+    }
+}
+
+/// Contoso, seen from a node of `this_site`.
+pub fn contoso(this_site: &str) -> Topology {
+    Topology {
+        sites: vec![
+            site(
+                "usa",
+                Version::Exchange2010,
+                external("www.usa.contoso.com"),
+            ),
+            site(
+                "europe",
+                Version::Exchange2007Sp1,
+                external("www.europe.contoso.com"),
+            ),
+            site("asia", Version::Exchange2007Sp1, ExternalUrls::default()),
+            site("legacy", Version::Exchange2003, ExternalUrls::default()),
+            site("rtm", Version::Exchange2007, ExternalUrls::default()),
+        ],
+        this_site: this_site.into(),
+        owa_redirect: OwaRedirect::LinkPage,
+    }
+}
+
+/// A mailbox of `site`, on that site's version.
+pub fn mailbox(address: &str, site: &str) -> Mailbox {
+    let version = contoso("usa").site(site).expect("a Contoso site").version;
+    Mailbox {
+        address: address.into(),
+        site: site.into(),
+        server: format!("mbx-{site}.contoso.com"),
+        version,
+    }
+}
+
+/// One mailbox per site, named `<site>-user@contoso.com`, aliased `CONTOSO\<site>-user`.
+pub fn directory() -> MemoryDirectory {
+    let mut dir = MemoryDirectory::default();
+    for site in ["usa", "europe", "asia", "legacy", "rtm"] {
+        let address = format!("{site}-user@contoso.com");
+        dir.insert(mailbox(&address, site), &[&format!("CONTOSO\\{site}-user")]);
+    }
+    dir
+}
