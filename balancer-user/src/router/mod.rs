@@ -7,6 +7,7 @@
 //! - [`topology`]: sites, their versions, ExternalURLs and redirection settings.
 //! - [`identity`]: which mailbox a request is for (R5), the signed affinity cookie.
 //! - [`directory`]: names (addresses, aliases) to mailboxes (R6), behind a trait.
+//! - [`server`]: the HTTPS front (limits, timeouts, h1 and h2, draining).
 //! - [`tls`]: certificates by SNI, reloaded all or nothing.
 //! - [`service`]: the request pipeline (R5-R20) around the decision; [`responses`]: the
 //!   router's own answers.
@@ -17,9 +18,10 @@ pub mod directory;
 pub mod identity;
 pub mod protocol;
 pub mod responses;
+pub mod server;
 pub mod service;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod tls;
 pub mod topology;
 pub mod version;

@@ -5,10 +5,28 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
 
-/// Errors a body can carry (the proxied bodies' I/O errors).
+/// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// Every response body: the router's own, or a streamed upstream one.
-pub type Body = BoxBody<Bytes, BoxError>;
+
+/// The error a body can carry (a streamed body's I/O error). A concrete type rather than
+/// `BoxError` itself: hyper's connection bounds need one.
+#[derive(Debug)]
+pub struct BodyError(pub BoxError);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Every request and response body: the router's own, or a streamed one.
+pub type Body = BoxBody<Bytes, BodyError>;
 
 /// Header naming this node on every response (R20; can be switched off).
 pub const FRONT_END_HEADER: &str = "x-balancer-front-end";

@@ -6,7 +6,7 @@ use super::{
     directory::Directory,
     identity::{self, cookie, Head, Source},
     protocol::Protocol,
-    responses::{self, Body, BoxError, FRONT_END_HEADER},
+    responses::{self, Body, BodyError, FRONT_END_HEADER},
     topology::Topology,
 };
 use bytes::Bytes;
@@ -223,7 +223,7 @@ impl Router {
 
 fn full(bytes: Bytes) -> Body {
     Full::new(bytes)
-        .map_err(|never| -> BoxError { match never {} })
+        .map_err(|never| -> BodyError { match never {} })
         .boxed()
 }
 

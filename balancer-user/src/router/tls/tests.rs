@@ -65,7 +65,7 @@ fn certificates_are_chosen_by_sni() {
 fn a_bad_reload_is_refused_and_the_old_certificates_kept() {
     let d = dir("reload");
     let usa = write_cert(&d.0, "www.usa.contoso.com");
-    let store = CertStore::load(&[usa.clone()]).unwrap();
+    let store = CertStore::load(std::slice::from_ref(&usa)).unwrap();
     let before = leaf(&store.for_name(Some("www.usa.contoso.com")));
 
     let other = write_cert(&d.0, "other.contoso.com");

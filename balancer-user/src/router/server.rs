@@ -1,0 +1,123 @@
+//! The HTTPS front: accept, TLS handshake (with a deadline), then HTTP/1.1 or HTTP/2 as ALPN
+//! chose, into the [`Router`]. Limits on every phase: a cap on connections (while at the cap
+//! the listener stops accepting, so new connections wait in the kernel's backlog), a
+//! handshake timeout, a header-read timeout (which also closes idle HTTP/1.1 connections
+//! between requests), a maximum header size and count, and a cap on HTTP/2 streams.
+
+use super::{responses::BodyError, service::Router};
+use http_body_util::BodyExt as _;
+use hyper::{body::Incoming, service::service_fn, Request};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use rustls::ServerConfig;
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+/// Limits of the front side.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    /// Deadline for a request's headers, and idle time allowed between HTTP/1.1 requests.
+    pub header_read_timeout: Duration,
+    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_h2_streams: u32,
+    /// How long in-flight requests may run after shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_h2_streams: 256,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The client's address, as a request extension (for X-Forwarded-For).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Serves HTTPS on `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    router: Arc<Router>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_h2_streams)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(limits.header_read_timeout);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (acceptor, router, builder) = (acceptor.clone(), router.clone(), builder.clone());
+        let watcher = graceful.watcher();
+        let handshake_timeout = limits.handshake_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return debug!(%peer, "TLS handshake timed out"),
+            };
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                let router = router.clone();
+                request.extensions_mut().insert(ClientAddr(peer));
+                async move {
+                    let request = request.map(|body| body.map_err(|e| BodyError(e.into())).boxed());
+                    Ok::<_, Infallible>(router.handle(request).await)
+                }
+            });
+            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    info!("stopped accepting; draining connections");
+    tokio::select! {
+        () = graceful.shutdown() => info!("all connections drained"),
+        () = tokio::time::sleep(limits.drain_timeout) => warn!("drain timeout: closing remaining connections"),
+    }
+}
