@@ -196,7 +196,14 @@ pub fn privileged() -> anyhow::Result<()> {
 }
 
 /// Packages the tests, the demo and the README's inspection commands use.
-pub const TEST_PACKAGES: &[&str] = &["bpftool", "curl", "ethtool", "iproute2", "procps", "util-linux"];
+pub const TEST_PACKAGES: &[&str] = &[
+    "bpftool",
+    "curl",
+    "ethtool",
+    "iproute2",
+    "procps",
+    "util-linux",
+];
 
 /// `cargo` with the tool directory first on PATH (bpf-linker for balancer-user's build script).
 pub fn cargo(tools: &Path) -> anyhow::Result<Command> {

@@ -8,6 +8,7 @@
 //! - [`identity`]: which mailbox a request is for (R5), the signed affinity cookie.
 //! - [`directory`]: names (addresses, aliases) to mailboxes (R6), behind a trait.
 //! - [`server`]: the HTTPS front (limits, timeouts, h1 and h2, draining).
+//! - [`proxy`]: the upstream side (HTTPS to other sites, HTTP to 2003 back ends, R14 picks).
 //! - [`tls`]: certificates by SNI, reloaded all or nothing.
 //! - [`service`]: the request pipeline (R5-R20) around the decision; [`responses`]: the
 //!   router's own answers.
@@ -17,6 +18,7 @@ pub mod decision;
 pub mod directory;
 pub mod identity;
 pub mod protocol;
+pub mod proxy;
 pub mod responses;
 pub mod server;
 pub mod service;

@@ -1,0 +1,342 @@
+//! The proxy (R7-R15, R19, R20): the [`Forward`] that sends requests to this site's back end,
+//! to a node of another site over HTTPS, or to an Exchange 2003 back end over HTTP.
+//!
+//! - Trust is configured (a CA or pinned self-signed certificates): never "accept anything"
+//!   (R15). TLS checks the node's InternalURL host, which the [`resolver`] maps to the
+//!   node's configured address.
+//! - Within a site, OWA and EWS stick to one node per mailbox (rendezvous hashing) and move
+//!   on only when it is unavailable; ActiveSync goes round robin (R14, [`pick`]).
+//! - A node that refuses connections is ejected for a while (passive health); a request whose
+//!   body can be replayed (none, or empty) fails over to the next node at once. A site with no
+//!   node left answers 503 with Retry-After (R17).
+//! - Bodies stream both ways, never buffered (R19); each node has a cap on requests in flight.
+//! - Hop-by-hop headers are removed, forwarding headers and the chain of routers added, and
+//!   the response names the back end (R20, [`headers`]).
+
+pub mod headers;
+pub mod pick;
+pub mod resolver;
+
+use super::{
+    decision::Pick,
+    responses::{self, Body, BodyError},
+    server::ClientAddr,
+    service::{Forward, ResponseFuture, Target, VIA_HEADER},
+};
+use ahash::AHashMap;
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Empty};
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+/// Header naming the upstream node that served a response (R20; can be switched off).
+pub const BACK_END_HEADER: &str = "x-balancer-back-end";
+
+/// One upstream node.
+#[derive(Debug, Clone)]
+pub struct UpstreamNode {
+    pub name: String,
+    /// Scheme and authority of its InternalURL (`https://cas-asia-1.contoso.internal`).
+    pub base: Uri,
+    /// Where to connect for that host; empty: resolve it.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// What the proxy needs to know.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub node_name: String,
+    /// This site's own back ends (R7).
+    pub local: Vec<UpstreamNode>,
+    /// The nodes of every other site.
+    pub sites: AHashMap<String, Vec<UpstreamNode>>,
+    /// Exchange 2003 back ends by server name, reached over HTTP (R13).
+    pub legacy: AHashMap<String, UpstreamNode>,
+    /// Roots trusted for upstream TLS (R15).
+    pub trust: rustls::RootCertStore,
+    pub max_in_flight_per_node: usize,
+    pub connect_timeout: Duration,
+    /// How long a node that refused a connection is left out.
+    pub ejection: Duration,
+    pub back_end_header: bool,
+}
+
+/// A node with its limits and passive health.
+struct Node {
+    spec: UpstreamNode,
+    in_flight: Arc<Semaphore>,
+    /// Milliseconds since `epoch` until which the node is ejected; 0: in.
+    ejected_until: AtomicU64,
+}
+
+/// The proxy.
+pub struct Proxy {
+    config: ProxyConfig,
+    client: Client<HttpsConnector<HttpConnector<resolver::Resolver>>, Body>,
+    local: Vec<Arc<Node>>,
+    sites: AHashMap<String, (Vec<Arc<Node>>, pick::RoundRobin)>,
+    legacy: AHashMap<String, Arc<Node>>,
+    epoch: Instant,
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig) -> Arc<Self> {
+        let mut hosts: AHashMap<String, Vec<SocketAddr>> = AHashMap::new();
+        let all = config
+            .local
+            .iter()
+            .chain(config.sites.values().flatten())
+            .chain(config.legacy.values());
+        for node in all {
+            if let (Some(host), false) = (node.base.host(), node.addrs.is_empty()) {
+                hosts
+                    .entry(host.to_ascii_lowercase())
+                    .or_default()
+                    .extend(node.addrs.iter().copied());
+            }
+        }
+        let mut http = HttpConnector::new_with_resolver(resolver::Resolver::new(hosts));
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(config.trust.clone())
+        .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        let node = |spec: &UpstreamNode| {
+            Arc::new(Node {
+                spec: spec.clone(),
+                in_flight: Arc::new(Semaphore::new(config.max_in_flight_per_node)),
+                ejected_until: AtomicU64::new(0),
+            })
+        };
+        let local = config.local.iter().map(node).collect();
+        let sites = config
+            .sites
+            .iter()
+            .map(|(s, nodes)| {
+                (
+                    s.clone(),
+                    (
+                        nodes.iter().map(node).collect(),
+                        pick::RoundRobin::default(),
+                    ),
+                )
+            })
+            .collect();
+        let legacy = config
+            .legacy
+            .iter()
+            .map(|(s, n)| (s.clone(), node(n)))
+            .collect();
+        Arc::new(Self {
+            config,
+            client,
+            local,
+            sites,
+            legacy,
+            epoch: Instant::now(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn is_ejected(&self, node: &Node) -> bool {
+        node.ejected_until.load(Ordering::Relaxed) > self.now_ms()
+    }
+
+    fn eject(&self, node: &Node, why: &str) {
+        let until = self.now_ms() + self.config.ejection.as_millis() as u64;
+        if node.ejected_until.swap(until, Ordering::Relaxed) <= self.now_ms() {
+            warn!(node = %node.spec.name, why, "upstream node ejected");
+        }
+    }
+
+    /// The nodes to try, in order; ejected nodes last (tried only if nothing else is left).
+    fn candidates(&self, target: &Target) -> Result<Vec<Arc<Node>>, Response<Body>> {
+        let ordered: Vec<Arc<Node>> = match target {
+            Target::Local => self.local.clone(),
+            Target::Legacy { server } => match self.legacy.get(server) {
+                Some(n) => vec![n.clone()],
+                None => {
+                    return Err(responses::refuse(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("no route to the Exchange 2003 server {server}"),
+                    ))
+                }
+            },
+            Target::Site { site, pick } => {
+                let Some((nodes, round_robin)) = self.sites.get(site) else {
+                    return Err(responses::refuse(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("no nodes configured for site {site}"),
+                    ));
+                };
+                let order = match pick {
+                    Pick::Sticky { mailbox } => pick::sticky_order(
+                        &nodes
+                            .iter()
+                            .map(|n| n.spec.name.as_str())
+                            .collect::<Vec<_>>(),
+                        mailbox,
+                    ),
+                    Pick::RoundRobin => round_robin.order(nodes.len()),
+                };
+                order.into_iter().map(|i| nodes[i].clone()).collect()
+            }
+        };
+        if ordered.is_empty() {
+            return Err(responses::refuse(
+                StatusCode::BAD_GATEWAY,
+                "no upstream configured for this request",
+            ));
+        }
+        let (mut up, down): (Vec<_>, Vec<_>) =
+            ordered.into_iter().partition(|n| !self.is_ejected(n));
+        up.extend(down);
+        Ok(up)
+    }
+
+    async fn forward_to(self: Arc<Self>, target: Target, request: Request<Body>) -> Response<Body> {
+        let nodes = match self.candidates(&target) {
+            Ok(n) => n,
+            Err(refusal) => return refusal,
+        };
+        let client_ip = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+        let (mut parts, body) = request.into_parts();
+        headers::remove_hop_by_hop(&mut parts.headers);
+        headers::add_forwarding(
+            &mut parts.headers,
+            client_ip,
+            VIA_HEADER,
+            &self.config.node_name,
+        );
+        parts.headers.remove(header::HOST);
+        // A body that is known to be empty can be sent again to the next node.
+        let replayable = hyper::body::Body::size_hint(&body).exact() == Some(0);
+        let mut body = Some(body);
+        let mut last_error = String::from("every node is at its limit of requests in flight");
+        for node in &nodes {
+            let Ok(permit) = node.in_flight.clone().try_acquire_owned() else {
+                continue;
+            };
+            let Some(this_body) = body.take() else { break };
+            let mut attempt = Request::from_parts(parts.clone(), this_body);
+            *attempt.uri_mut() = upstream_uri(&node.spec.base, parts.uri.path_and_query());
+            match self.client.request(attempt).await {
+                Ok(response) => return self.relay(response, node, permit),
+                Err(e) if e.is_connect() => {
+                    last_error = format!("{}: {}", node.spec.name, error_chain(&e));
+                    self.eject(node, &last_error);
+                    if !replayable {
+                        return responses::refuse(
+                            StatusCode::BAD_GATEWAY,
+                            &format!("upstream {} is unavailable", node.spec.name),
+                        );
+                    }
+                    body = Some(
+                        Empty::new()
+                            .map_err(|never| -> BodyError { match never {} })
+                            .boxed(),
+                    );
+                }
+                Err(e) => {
+                    warn!(node = %node.spec.name, error = %e, "upstream request failed");
+                    return responses::refuse(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("upstream {} failed", node.spec.name),
+                    );
+                }
+            }
+        }
+        let mut r = responses::refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("no node of the target site is available (last: {last_error})"),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        info!(?target, "no upstream node available");
+        r
+    }
+
+    /// The upstream response, streamed, with hop-by-hop headers removed and the back end named.
+    fn relay(
+        &self,
+        response: Response<hyper::body::Incoming>,
+        node: &Node,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        headers::remove_hop_by_hop(&mut parts.headers);
+        if self.config.back_end_header {
+            if let Ok(v) = HeaderValue::from_str(&node.spec.name) {
+                parts.headers.insert(BACK_END_HEADER, v);
+            }
+        }
+        // The permit is released when the body has been streamed to the end (or dropped).
+        let body = body
+            .map_err(|e| BodyError(e.into()))
+            .map_frame(move |frame| {
+                let _ = &permit;
+                frame
+            })
+            .boxed();
+        Response::from_parts(parts, body)
+    }
+}
+
+/// An error and its sources, `: `-separated (the TLS reason is deep in the chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The node's base with the request's path and query.
+fn upstream_uri(base: &Uri, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(
+        path_and_query
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
+}
+
+impl Forward for Arc<Proxy> {
+    fn forward(&self, target: Target, request: Request<Body>) -> ResponseFuture {
+        Box::pin(self.clone().forward_to(target, request))
+    }
+}

@@ -1,0 +1,416 @@
+//! The proxy with real upstreams over real TLS on loopback (R7, R8, R13-R15, R17, R19, R20):
+//! upstream test servers say who they are and what they received.
+
+use ahash::AHashMap;
+use balancer_user::router::{
+    directory::Directory,
+    identity::cookie,
+    proxy::{Proxy, ProxyConfig, UpstreamNode, BACK_END_HEADER},
+    responses::{Body, BodyError},
+    service::{Router, Settings},
+    testing,
+};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+/// A test CA that signs the upstreams' certificates.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Self {
+            cert: params.self_signed(&key).unwrap(),
+            key,
+        }
+    }
+
+    fn issue(&self, name: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&key, &self.cert, &self.key)
+            .unwrap();
+        (
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+    }
+
+    fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert.der().clone()).unwrap();
+        roots
+    }
+}
+
+/// An upstream test server: answers "<name> <path> fwd=<x-forwarded-for> via=<via> bytes=<n>".
+/// Dropping it kills it: the listener and every open connection close, as when a node dies.
+struct Upstream {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+    _alive: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn upstream(
+    name: &str,
+    tls: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tls.map(|(chain, key)| {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    let name = name.to_string();
+    let (alive, alive_rx) = tokio::sync::watch::channel(());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (name, acceptor) = (name.clone(), acceptor.clone());
+            let mut killed = alive_rx.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let name = name.clone();
+                    async move {
+                        let h = |k: &str| {
+                            req.headers()
+                                .get(k)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_string()
+                        };
+                        let (fwd, via) = (h("x-forwarded-for"), h("x-balancer-via"));
+                        let path = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        let mut body = req.into_body();
+                        let mut n = 0usize;
+                        while let Some(frame) = body.frame().await {
+                            n += frame
+                                .map(|f| f.data_ref().map_or(0, |d| d.len()))
+                                .unwrap_or(0);
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                            "{name} {path} fwd={fwd} via={via} bytes={n}"
+                        )))))
+                    }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let serve = async {
+                    match acceptor {
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(tcp).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                        }
+                    }
+                };
+                // The sender is dropped with the Upstream: the connection ends with it.
+                tokio::select! {
+                    () = serve => {}
+                    _ = killed.changed() => {}
+                }
+            });
+        }
+    });
+    Upstream {
+        addr,
+        task,
+        _alive: alive,
+    }
+}
+
+fn node(name: &str, scheme: &str, host: &str, addr: SocketAddr) -> UpstreamNode {
+    UpstreamNode {
+        name: name.into(),
+        base: format!("{scheme}://{host}:{}", addr.port())
+            .parse()
+            .unwrap(),
+        addrs: vec![addr],
+    }
+}
+
+struct Lab {
+    router: Router,
+    upstreams: AHashMap<String, Upstream>,
+}
+
+async fn lab() -> Lab {
+    let ca = Ca::new();
+    let mut upstreams = AHashMap::new();
+    for name in ["usa-backend", "asia-1", "asia-2"] {
+        let host = format!("{name}.contoso.internal");
+        upstreams.insert(
+            name.to_string(),
+            upstream(name, Some(ca.issue(&host))).await,
+        );
+    }
+    upstreams.insert("legacy".into(), upstream("legacy-backend", None).await);
+    // Signed by another CA: must be refused (R15).
+    upstreams.insert(
+        "rogue".into(),
+        upstream("rogue", Some(Ca::new().issue("rtm-1.contoso.internal"))).await,
+    );
+    let https = |name: &str| {
+        node(
+            name,
+            "https",
+            &format!("{name}.contoso.internal"),
+            upstreams[name].addr,
+        )
+    };
+    let mut sites = AHashMap::new();
+    sites.insert("asia".to_string(), vec![https("asia-1"), https("asia-2")]);
+    sites.insert(
+        "rtm".to_string(),
+        vec![node(
+            "rtm-1",
+            "https",
+            "rtm-1.contoso.internal",
+            upstreams["rogue"].addr,
+        )],
+    );
+    let mut legacy = AHashMap::new();
+    legacy.insert(
+        "mbx-legacy.contoso.com".to_string(),
+        node(
+            "legacy-backend",
+            "http",
+            "mbx-legacy.contoso.com",
+            upstreams["legacy"].addr,
+        ),
+    );
+    let proxy = Proxy::new(ProxyConfig {
+        node_name: "usa-1".into(),
+        local: vec![https("usa-backend")],
+        sites,
+        legacy,
+        trust: ca.roots(),
+        max_in_flight_per_node: 100,
+        connect_timeout: Duration::from_secs(2),
+        ejection: Duration::from_secs(30),
+        back_end_header: true,
+    });
+    let router = Router {
+        topology: testing::contoso("usa"),
+        directory: Arc::new(testing::directory()) as Arc<dyn Directory>,
+        cookie_key: cookie::Key::new(*b"proxy tests"),
+        forward: Arc::new(proxy),
+        settings: Settings {
+            node_name: "usa-1".into(),
+            front_end_header: true,
+            autodiscover_body_limit: 64 * 1024,
+        },
+    };
+    Lab { router, upstreams }
+}
+
+fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    request("GET", uri, headers, Bytes::new())
+}
+
+fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: Bytes) -> Request<Body> {
+    let mut r = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let mut r = r
+        .body(
+            Full::new(body)
+                .map_err(|n| -> BodyError { match n {} })
+                .boxed(),
+        )
+        .unwrap();
+    r.extensions_mut()
+        .insert(balancer_user::router::server::ClientAddr(
+            "192.0.2.7:50000".parse().unwrap(),
+        ));
+    r
+}
+
+async fn answer(lab: &Lab, req: Request<Body>) -> (StatusCode, String, String) {
+    let r = lab.router.handle(req).await;
+    let status = r.status();
+    let back_end = r
+        .headers()
+        .get(BACK_END_HEADER)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body =
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    (status, back_end, body)
+}
+
+const ASIA: (&str, &str) = ("X-AnchorMailbox", "asia-user@contoso.com");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r8_r14_owa_to_asia_sticks_to_one_node_with_forwarding_headers() {
+    let lab = lab().await;
+    let (status, back_end, body) =
+        answer(&lab, get("/owa/asia-user@contoso.com/inbox/", &[])).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        back_end == "asia-1" || back_end == "asia-2",
+        "R8 proxied to asia: {back_end}"
+    );
+    assert!(
+        body.contains(" /owa/inbox/ "),
+        "R5: logon segment stripped: {body}"
+    );
+    assert!(
+        body.contains("fwd=192.0.2.7") && body.contains("via=usa-1"),
+        "R20 / X-Forwarded-For: {body}"
+    );
+    for _ in 0..5 {
+        let (_, again, _) = answer(&lab, get("/owa/", &[ASIA])).await;
+        assert_eq!(again, back_end, "R14: OWA sticks to one node");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r14_activesync_to_asia_goes_round_robin() {
+    let lab = lab().await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (status, back_end, _) = answer(
+            &lab,
+            request(
+                "POST",
+                "/Microsoft-Server-ActiveSync?Cmd=Ping&User=asia-user@contoso.com",
+                &[],
+                Bytes::new(),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200);
+        seen.push(back_end);
+    }
+    assert!(
+        seen.contains(&"asia-1".to_string()) && seen.contains(&"asia-2".to_string()),
+        "R14: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r7_local_and_r13_legacy_back_ends() {
+    let lab = lab().await;
+    let (_, back_end, _) = answer(
+        &lab,
+        get("/owa/", &[("X-AnchorMailbox", "usa-user@contoso.com")]),
+    )
+    .await;
+    assert_eq!(back_end, "usa-backend", "R7");
+    let (status, back_end, body) = answer(
+        &lab,
+        get(
+            "/exchange/legacy-user/",
+            &[("X-AnchorMailbox", "legacy-user@contoso.com")],
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), back_end.as_str()),
+        (200, "legacy-backend"),
+        "R13 over HTTP: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r15_an_untrusted_upstream_certificate_is_refused() {
+    let lab = lab().await;
+    let (status, _, body) = answer(
+        &lab,
+        get("/owa/", &[("X-AnchorMailbox", "rtm-user@contoso.com")]),
+    )
+    .await;
+    // The node cannot be reached securely: it is unavailable, and the answer says why.
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "R15: never accept anything: {body}"
+    );
+    assert!(
+        body.contains("certificate"),
+        "R15: the reason names the certificate: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r19_bodies_stream_through() {
+    let lab = lab().await;
+    let body = Bytes::from(vec![7u8; 64 << 20]);
+    let (status, _, text) =
+        answer(&lab, request("POST", "/EWS/Exchange.asmx", &[ASIA], body)).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.ends_with(&format!("bytes={}", 64 << 20)),
+        "R19: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r17_failover_then_503_when_the_site_is_down() {
+    let mut lab = lab().await;
+    let (_, sticky, _) = answer(&lab, get("/owa/", &[ASIA])).await;
+    let other = if sticky == "asia-1" {
+        "asia-2"
+    } else {
+        "asia-1"
+    };
+    drop(lab.upstreams.remove(&sticky));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (status, back_end, body) = answer(&lab, get("/owa/", &[ASIA])).await;
+    assert_eq!(
+        (status.as_u16(), back_end.as_str()),
+        (200, other),
+        "R17: failover from {sticky}: {body}"
+    );
+    let (_, again, _) = answer(&lab, get("/owa/", &[ASIA])).await;
+    assert_eq!(again, other, "the failed node stays out");
+    drop(lab.upstreams.remove(other));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = lab.router.handle(get("/owa/", &[ASIA])).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "R17: the whole site down"
+    );
+    assert!(
+        r.headers().contains_key(http::header::RETRY_AFTER),
+        "R17: Retry-After"
+    );
+}
