@@ -179,25 +179,18 @@ impl Proxy {
         }
     }
 
-    /// The nodes to try, in order; ejected nodes last (tried only if nothing else is left).
-    fn candidates(&self, target: &Target) -> Result<Vec<Arc<Node>>, Response<Body>> {
+    /// The nodes to try, in order, ejected nodes last (tried only if nothing else is left);
+    /// or why there are none (answered 502 with the reason).
+    fn candidates(&self, target: &Target) -> Result<Vec<Arc<Node>>, String> {
         let ordered: Vec<Arc<Node>> = match target {
             Target::Local => self.local.clone(),
             Target::Legacy { server } => match self.legacy.get(server) {
                 Some(n) => vec![n.clone()],
-                None => {
-                    return Err(responses::refuse(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("no route to the Exchange 2003 server {server}"),
-                    ))
-                }
+                None => return Err(format!("no route to the Exchange 2003 server {server}")),
             },
             Target::Site { site, pick } => {
                 let Some((nodes, round_robin)) = self.sites.get(site) else {
-                    return Err(responses::refuse(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("no nodes configured for site {site}"),
-                    ));
+                    return Err(format!("no nodes configured for site {site}"));
                 };
                 let order = match pick {
                     Pick::Sticky { mailbox } => pick::sticky_order(
@@ -213,10 +206,7 @@ impl Proxy {
             }
         };
         if ordered.is_empty() {
-            return Err(responses::refuse(
-                StatusCode::BAD_GATEWAY,
-                "no upstream configured for this request",
-            ));
+            return Err("no upstream configured for this request".into());
         }
         let (mut up, down): (Vec<_>, Vec<_>) =
             ordered.into_iter().partition(|n| !self.is_ejected(n));
@@ -227,7 +217,7 @@ impl Proxy {
     async fn forward_to(self: Arc<Self>, target: Target, request: Request<Body>) -> Response<Body> {
         let nodes = match self.candidates(&target) {
             Ok(n) => n,
-            Err(refusal) => return refusal,
+            Err(reason) => return responses::refuse(StatusCode::BAD_GATEWAY, &reason),
         };
         let client_ip = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
         let (mut parts, body) = request.into_parts();
