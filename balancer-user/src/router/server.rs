@@ -6,10 +6,15 @@
 
 use super::{responses::BodyError, service::Router};
 use http_body_util::BodyExt as _;
-use hyper::{body::Incoming, service::service_fn, Request};
+use hyper::{
+    body::Incoming,
+    server::conn::{http1, http2},
+    service::service_fn,
+    Request,
+};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::graceful::GracefulShutdown,
 };
 use rustls::ServerConfig;
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -17,7 +22,8 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-/// Limits of the front side.
+/// Limits of the front side. Idle HTTP/1.1 connections are closed by the header-read
+/// timeout; HTTP/2 connections are kept while the client answers keep-alive pings.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
@@ -61,20 +67,19 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    // The protocol comes from ALPN, not from sniffing the first bytes (hyper-util's `auto`
+    // does that with no deadline: an idle connection would be held forever).
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_h2_streams)
         .max_header_list_size(limits.max_header_bytes as u32)
         .keep_alive_interval(limits.header_read_timeout);
-    let builder = Arc::new(builder);
+    let (h1, h2) = (Arc::new(h1), Arc::new(h2));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -91,7 +96,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (acceptor, router, builder) = (acceptor.clone(), router.clone(), builder.clone());
+        let (acceptor, router, h1, h2) = (acceptor.clone(), router.clone(), h1.clone(), h2.clone());
         let watcher = graceful.watcher();
         let handshake_timeout = limits.handshake_timeout;
         tokio::spawn(async move {
@@ -109,8 +114,17 @@ pub async fn serve(
                     Ok::<_, Infallible>(router.handle(request).await)
                 }
             });
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
+            let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let ended = if is_h2 {
+                watcher
+                    .watch(h2.serve_connection(TokioIo::new(tls), service))
+                    .await
+            } else {
+                watcher
+                    .watch(h1.serve_connection(TokioIo::new(tls), service))
+                    .await
+            };
+            if let Err(e) = ended {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
         });
