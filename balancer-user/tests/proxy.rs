@@ -1,168 +1,22 @@
 //! The proxy with real upstreams over real TLS on loopback (R7, R8, R13-R15, R17, R19, R20):
 //! upstream test servers say who they are and what they received.
 
+mod common;
+
 use ahash::AHashMap;
 use balancer_user::router::{
     directory::Directory,
     identity::cookie,
-    proxy::{Proxy, ProxyConfig, UpstreamNode, BACK_END_HEADER},
+    proxy::{Proxy, ProxyConfig, BACK_END_HEADER},
     responses::{Body, BodyError},
     service::{Router, Settings},
     testing,
 };
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use common::{node, upstream, Ca, Upstream};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::{net::TcpListener, task::JoinHandle};
-
-/// A test CA that signs the upstreams' certificates.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        Self {
-            cert: params.self_signed(&key).unwrap(),
-            key,
-        }
-    }
-
-    fn issue(&self, name: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.cert, &self.key)
-            .unwrap();
-        (
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-    }
-
-    fn roots(&self) -> rustls::RootCertStore {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert.der().clone()).unwrap();
-        roots
-    }
-}
-
-/// An upstream test server: answers "<name> <path> fwd=<x-forwarded-for> via=<via> bytes=<n>".
-/// Dropping it kills it: the listener and every open connection close, as when a node dies.
-struct Upstream {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-    _alive: tokio::sync::watch::Sender<()>,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn upstream(
-    name: &str,
-    tls: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tls.map(|(chain, key)| {
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        tokio_rustls::TlsAcceptor::from(Arc::new(config))
-    });
-    let name = name.to_string();
-    let (alive, alive_rx) = tokio::sync::watch::channel(());
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let (name, acceptor) = (name.clone(), acceptor.clone());
-            let mut killed = alive_rx.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let name = name.clone();
-                    async move {
-                        let h = |k: &str| {
-                            req.headers()
-                                .get(k)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("-")
-                                .to_string()
-                        };
-                        let (fwd, via) = (h("x-forwarded-for"), h("x-balancer-via"));
-                        let path = req
-                            .uri()
-                            .path_and_query()
-                            .map(|p| p.to_string())
-                            .unwrap_or_default();
-                        let mut body = req.into_body();
-                        let mut n = 0usize;
-                        while let Some(frame) = body.frame().await {
-                            n += frame
-                                .map(|f| f.data_ref().map_or(0, |d| d.len()))
-                                .unwrap_or(0);
-                        }
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
-                            "{name} {path} fwd={fwd} via={via} bytes={n}"
-                        )))))
-                    }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let serve = async {
-                    match acceptor {
-                        Some(a) => {
-                            if let Ok(tls) = a.accept(tcp).await {
-                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-                            }
-                        }
-                        None => {
-                            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
-                        }
-                    }
-                };
-                // The sender is dropped with the Upstream: the connection ends with it.
-                tokio::select! {
-                    () = serve => {}
-                    _ = killed.changed() => {}
-                }
-            });
-        }
-    });
-    Upstream {
-        addr,
-        task,
-        _alive: alive,
-    }
-}
-
-fn node(name: &str, scheme: &str, host: &str, addr: SocketAddr) -> UpstreamNode {
-    UpstreamNode {
-        name: name.into(),
-        base: format!("{scheme}://{host}:{}", addr.port())
-            .parse()
-            .unwrap(),
-        addrs: vec![addr],
-    }
-}
+use std::{sync::Arc, time::Duration};
 
 struct Lab {
     router: Router,
