@@ -7,23 +7,29 @@ use ahash::AHashMap;
 use balancer_user::router::{
     directory::Directory,
     identity::cookie,
-    proxy::{Proxy, ProxyConfig, BACK_END_HEADER},
+    proxy::{HealthChecks, Proxy, ProxyConfig, BACK_END_HEADER},
     responses::{Body, BodyError},
     service::{Router, Settings},
     testing,
 };
 use bytes::Bytes;
-use common::{node, upstream, Ca, Upstream};
+use common::{node, upstream, upstream_at, Ca, Upstream};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use std::{sync::Arc, time::Duration};
 
 struct Lab {
     router: Router,
+    proxy: Arc<Proxy>,
+    ca: Ca,
     upstreams: AHashMap<String, Upstream>,
 }
 
 async fn lab() -> Lab {
+    lab_with(HealthChecks::default()).await
+}
+
+async fn lab_with(health: HealthChecks) -> Lab {
     let ca = Ca::new();
     let mut upstreams = AHashMap::new();
     for name in ["usa-backend", "asia-1", "asia-2"] {
@@ -78,19 +84,25 @@ async fn lab() -> Lab {
         connect_timeout: Duration::from_secs(2),
         ejection: Duration::from_secs(30),
         back_end_header: true,
+        health,
     });
     let router = Router {
         topology: testing::contoso("usa"),
         directory: Arc::new(testing::directory()) as Arc<dyn Directory>,
         cookie_key: cookie::Key::new(*b"proxy tests"),
-        forward: Arc::new(proxy),
+        forward: Arc::new(proxy.clone()),
         settings: Settings {
             node_name: "usa-1".into(),
             front_end_header: true,
             autodiscover_body_limit: 64 * 1024,
         },
     };
-    Lab { router, upstreams }
+    Lab {
+        router,
+        proxy,
+        ca,
+        upstreams,
+    }
 }
 
 fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
@@ -267,4 +279,48 @@ async fn r17_failover_then_503_when_the_site_is_down() {
         r.headers().contains_key(http::header::RETRY_AFTER),
         "R17: Retry-After"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r17_active_checks_take_a_dead_node_out_and_bring_it_back() {
+    let fast = HealthChecks {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(500),
+        rise: 2,
+        fall: 2,
+        ..HealthChecks::default()
+    };
+    let mut lab = lab_with(fast).await;
+    let checks = lab.proxy.spawn_health_checks();
+    let (_, sticky, _) = answer(&lab, get("/owa/", &[ASIA])).await;
+    let other = if sticky == "asia-1" {
+        "asia-2"
+    } else {
+        "asia-1"
+    };
+    let addr = lab.upstreams.remove(&sticky).unwrap().addr;
+    // No request meanwhile: only the active checks can notice.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        lab.proxy.is_healthy(&sticky),
+        Some(false),
+        "R17: {sticky} failed its checks"
+    );
+    let (_, now, _) = answer(&lab, get("/owa/", &[ASIA])).await;
+    assert_eq!(now, other, "R17: traffic goes to the healthy node");
+
+    let host = format!("{sticky}.contoso.internal");
+    lab.upstreams.insert(
+        sticky.clone(),
+        upstream_at(&sticky, Some(lab.ca.issue(&host)), addr).await,
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        lab.proxy.is_healthy(&sticky),
+        Some(true),
+        "R17: {sticky} passed its checks again"
+    );
+    let (_, back, _) = answer(&lab, get("/owa/", &[ASIA])).await;
+    assert_eq!(back, sticky, "R14: the mailbox goes back to its node");
+    checks.abort();
 }

@@ -8,7 +8,7 @@ use ahash::AHashMap;
 use balancer_user::router::{
     directory::Directory,
     identity::cookie,
-    proxy::{Proxy, ProxyConfig},
+    proxy::{HealthChecks, Proxy, ProxyConfig},
     responses::{Body, BodyError},
     service::{Router, Settings},
     testing,
@@ -93,6 +93,7 @@ async fn r19_a_1_gib_rpc_in_data_body_streams_through() {
         connect_timeout: Duration::from_secs(2),
         ejection: Duration::from_secs(30),
         back_end_header: true,
+        health: HealthChecks::default(),
     });
     let router = Router {
         topology: testing::contoso("usa"),

@@ -66,7 +66,16 @@ pub async fn upstream(
     name: &str,
     tls: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    upstream_at(name, tls, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// As [`upstream`], on a given address (to bring a killed node back where it was).
+pub async fn upstream_at(
+    name: &str,
+    tls: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    at: SocketAddr,
+) -> Upstream {
+    let listener = TcpListener::bind(at).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = tls.map(|(chain, key)| {
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -108,10 +117,9 @@ pub async fn upstream(
                             .unwrap_or_default();
                         let mut body = req.into_body();
                         let mut n = 0usize;
-                        while let Some(frame) = body.frame().await {
-                            n += frame
-                                .map(|f| f.data_ref().map_or(0, |d| d.len()))
-                                .unwrap_or(0);
+                        // Count until the end, or the first error (a body that failed is over).
+                        while let Some(Ok(frame)) = body.frame().await {
+                            n += frame.data_ref().map_or(0, |d| d.len());
                         }
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
                             "{name} {path} fwd={fwd} via={via} bytes={n}"

@@ -6,9 +6,10 @@
 //!   node's configured address.
 //! - Within a site, OWA and EWS stick to one node per mailbox (rendezvous hashing) and move
 //!   on only when it is unavailable; ActiveSync goes round robin (R14, [`pick`]).
-//! - A node that refuses connections is ejected for a while (passive health); a request whose
-//!   body can be replayed (none, or empty) fails over to the next node at once. A site with no
-//!   node left answers 503 with Retry-After (R17).
+//! - Health (R17): every node is checked actively ([`HealthChecks`]: `GET` of its health-check
+//!   page, with rise/fall thresholds), and a node that refuses connections is ejected for a
+//!   while (passive). A request whose body can be replayed (none, or empty) fails over to the
+//!   next node at once. A site with no node left answers 503 with Retry-After.
 //! - Bodies stream both ways, never buffered (R19); each node has a cap on requests in flight.
 //! - Hop-by-hop headers are removed, forwarding headers and the chain of routers added, and
 //!   the response names the back end (R20, [`headers`]).
@@ -34,7 +35,7 @@ use hyper_util::{
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -72,6 +73,32 @@ pub struct ProxyConfig {
     /// How long a node that refused a connection is left out.
     pub ejection: Duration,
     pub back_end_header: bool,
+    pub health: HealthChecks,
+}
+
+/// Active health checks of the upstream nodes (R17).
+#[derive(Debug, Clone)]
+pub struct HealthChecks {
+    /// Path checked on every node (`GET`, 2xx = pass).
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passes that bring a node back.
+    pub rise: u32,
+    /// Consecutive failures that take a node out.
+    pub fall: u32,
+}
+
+impl Default for HealthChecks {
+    fn default() -> Self {
+        Self {
+            path: "/owa/healthcheck.htm".into(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+        }
+    }
 }
 
 /// A node with its limits and passive health.
@@ -80,6 +107,10 @@ struct Node {
     in_flight: Arc<Semaphore>,
     /// Milliseconds since `epoch` until which the node is ejected; 0: in.
     ejected_until: AtomicU64,
+    /// The active checks' verdict (nodes start up).
+    healthy: AtomicBool,
+    /// Consecutive results against the current verdict (towards rise or fall).
+    streak: AtomicU32,
 }
 
 /// The proxy.
@@ -133,6 +164,8 @@ impl Proxy {
                 spec: spec.clone(),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight_per_node)),
                 ejected_until: AtomicU64::new(0),
+                healthy: AtomicBool::new(true),
+                streak: AtomicU32::new(0),
             })
         };
         let local = config.local.iter().map(node).collect();
@@ -168,8 +201,79 @@ impl Proxy {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn is_ejected(&self, node: &Node) -> bool {
-        node.ejected_until.load(Ordering::Relaxed) > self.now_ms()
+    /// Out of rotation: failing its active checks, or ejected after a refused connection.
+    fn is_out(&self, node: &Node) -> bool {
+        !node.healthy.load(Ordering::Relaxed)
+            || node.ejected_until.load(Ordering::Relaxed) > self.now_ms()
+    }
+
+    /// The active checks' verdict on a node, by name (for `balancer status` and tests).
+    pub fn is_healthy(&self, name: &str) -> Option<bool> {
+        self.all_nodes()
+            .find(|n| n.spec.name == name)
+            .map(|n| n.healthy.load(Ordering::Relaxed))
+    }
+
+    fn all_nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.local
+            .iter()
+            .chain(self.sites.values().flat_map(|(nodes, _)| nodes))
+            .chain(self.legacy.values())
+    }
+
+    /// Checks every node every `interval`, until the returned task is aborted.
+    pub fn spawn_health_checks(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(proxy.config.health.interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let checks: Vec<_> = proxy.all_nodes().map(|n| proxy.check(n.clone())).collect();
+                futures_util::future::join_all(checks).await;
+            }
+        })
+    }
+
+    async fn check(&self, node: Arc<Node>) {
+        let health = &self.config.health;
+        let uri = upstream_uri(
+            &node.spec.base,
+            Some(
+                &health
+                    .path
+                    .parse()
+                    .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/")),
+            ),
+        );
+        let request = Request::get(uri).body(
+            Empty::new()
+                .map_err(|never| -> BodyError { match never {} })
+                .boxed(),
+        );
+        let passed = match request {
+            Ok(request) => matches!(
+                tokio::time::timeout(health.timeout, self.client.request(request)).await,
+                Ok(Ok(response)) if response.status().is_success()
+            ),
+            Err(_) => false,
+        };
+        let healthy = node.healthy.load(Ordering::Relaxed);
+        if passed == healthy {
+            node.streak.store(0, Ordering::Relaxed);
+            return;
+        }
+        let streak = node.streak.fetch_add(1, Ordering::Relaxed) + 1;
+        let needed = if healthy { health.fall } else { health.rise };
+        if streak >= needed {
+            node.healthy.store(passed, Ordering::Relaxed);
+            node.streak.store(0, Ordering::Relaxed);
+            if passed {
+                info!(node = %node.spec.name, "upstream node up: passed {streak} health checks");
+            } else {
+                warn!(node = %node.spec.name, path = %health.path, "upstream node down: failed {streak} health checks");
+            }
+        }
     }
 
     fn eject(&self, node: &Node, why: &str) {
@@ -208,8 +312,7 @@ impl Proxy {
         if ordered.is_empty() {
             return Err("no upstream configured for this request".into());
         }
-        let (mut up, down): (Vec<_>, Vec<_>) =
-            ordered.into_iter().partition(|n| !self.is_ejected(n));
+        let (mut up, down): (Vec<_>, Vec<_>) = ordered.into_iter().partition(|n| !self.is_out(n));
         up.extend(down);
         Ok(up)
     }
