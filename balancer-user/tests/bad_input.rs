@@ -5,11 +5,9 @@
 //! malformed reaches an upstream; legitimate requests in the same test still succeed.
 
 use balancer_user::router::{
-    directory::Directory,
-    identity::cookie,
     responses::{Body, BodyError},
     server::{self, Limits},
-    service::{Forward, ResponseFuture, Router, Settings, Target},
+    service::{Forward, ResponseFuture, Target},
     testing,
     tls::{self, CertSpec, CertStore},
 };
@@ -85,17 +83,10 @@ async fn start(limits: Limits) -> Front {
     std::fs::write(&spec.key, g.key_pair.serialize_pem()).unwrap();
     let reached = Arc::new(AtomicUsize::new(0));
     let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let router = Arc::new(Router {
-        topology: testing::contoso("usa"),
-        directory: Arc::new(testing::directory()) as Arc<dyn Directory>,
-        cookie_key: cookie::Key::new(*b"bad input tests"),
-        forward: Arc::new(Counting(reached.clone(), paths.clone())),
-        settings: Settings {
-            node_name: "usa-1".into(),
-            front_end_header: true,
-            autodiscover_body_limit: 4096,
-        },
-    });
+    let router = Arc::new(testing::router(
+        "usa",
+        Arc::new(Counting(reached.clone(), paths.clone())),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -6,12 +6,10 @@ mod common;
 
 use ahash::AHashMap;
 use balancer_user::router::{
-    directory::Directory,
-    identity::cookie,
     proxy::resolver::Resolver,
     responses::{Body, BodyError},
     server::{self, Limits},
-    service::{Forward, ResponseFuture, Router, Settings, Target},
+    service::{Forward, ResponseFuture, Target},
     testing,
     tls::{self, CertSpec, CertStore},
 };
@@ -77,17 +75,7 @@ async fn certificates_reload_under_load_with_no_failed_request() {
     std::fs::create_dir_all(&dir).unwrap();
     let ca = Ca::new();
     let store = CertStore::load(&[write_spec(&ca, &dir, 0)]).unwrap();
-    let router = Arc::new(Router {
-        topology: testing::contoso("usa"),
-        directory: Arc::new(testing::directory()) as Arc<dyn Directory>,
-        cookie_key: cookie::Key::new(*b"reload test"),
-        forward: Arc::new(Ok200),
-        settings: Settings {
-            node_name: "usa-1".into(),
-            front_end_header: true,
-            autodiscover_body_limit: 1024,
-        },
-    });
+    let router = Arc::new(testing::router("usa", Arc::new(Ok200)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();

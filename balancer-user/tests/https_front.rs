@@ -4,11 +4,9 @@
 //! has its own tests.
 
 use balancer_user::router::{
-    directory::Directory,
-    identity::cookie,
     responses::{Body, BodyError},
     server::{self, Limits},
-    service::{Forward, ResponseFuture, Router, Settings, Target},
+    service::{Forward, ResponseFuture, Target},
     testing,
     tls::{self, CertSpec, CertStore},
 };
@@ -71,17 +69,7 @@ async fn start() -> Front {
         cert(&dir, "www.europe.contoso.com"),
     ];
     let store = CertStore::load(&certs).unwrap();
-    let router = Arc::new(Router {
-        topology: testing::contoso("usa"),
-        directory: Arc::new(testing::directory()) as Arc<dyn Directory>,
-        cookie_key: cookie::Key::new(*b"https front test"),
-        forward: Arc::new(NameTarget),
-        settings: Settings {
-            node_name: "usa-1".into(),
-            front_end_header: true,
-            autodiscover_body_limit: 64 * 1024,
-        },
-    });
+    let router = Arc::new(testing::router("usa", Arc::new(NameTarget)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -5,11 +5,9 @@ mod common;
 
 use ahash::AHashMap;
 use balancer_user::router::{
-    directory::Directory,
-    identity::cookie,
     proxy::{HealthChecks, Proxy, ProxyConfig, BACK_END_HEADER},
     responses::{Body, BodyError},
-    service::{Router, Settings},
+    service::Router,
     testing,
 };
 use bytes::Bytes;
@@ -86,17 +84,7 @@ async fn lab_with(health: HealthChecks) -> Lab {
         back_end_header: true,
         health,
     });
-    let router = Router {
-        topology: testing::contoso("usa"),
-        directory: Arc::new(testing::directory()) as Arc<dyn Directory>,
-        cookie_key: cookie::Key::new(*b"proxy tests"),
-        forward: Arc::new(proxy.clone()),
-        settings: Settings {
-            node_name: "usa-1".into(),
-            front_end_header: true,
-            autodiscover_body_limit: 64 * 1024,
-        },
-    };
+    let router = testing::router("usa", Arc::new(proxy.clone()));
     Lab {
         router,
         proxy,

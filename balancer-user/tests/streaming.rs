@@ -6,11 +6,8 @@ mod common;
 
 use ahash::AHashMap;
 use balancer_user::router::{
-    directory::Directory,
-    identity::cookie,
     proxy::{HealthChecks, Proxy, ProxyConfig},
     responses::{Body, BodyError},
-    service::{Router, Settings},
     testing,
 };
 use bytes::Bytes;
@@ -95,17 +92,7 @@ async fn r19_a_1_gib_rpc_in_data_body_streams_through() {
         back_end_header: true,
         health: HealthChecks::default(),
     });
-    let router = Router {
-        topology: testing::contoso("usa"),
-        directory: Arc::new(testing::directory()) as Arc<dyn Directory>,
-        cookie_key: cookie::Key::new(*b"streaming test"),
-        forward: Arc::new(proxy),
-        settings: Settings {
-            node_name: "usa-1".into(),
-            front_end_header: true,
-            autodiscover_body_limit: 64 * 1024,
-        },
-    };
+    let router = testing::router("usa", Arc::new(proxy));
     let body: Body = Generated {
         left: GIB,
         chunk: Bytes::from(vec![0x5au8; CHUNK]),

@@ -9,9 +9,13 @@
 //! | legacy | no              | 2003     | (none; HTTP back end)  |
 //! | rtm    | no              | 2007 RTM | (none; extra, for R10) |
 
+use std::sync::Arc;
+
 use super::{
     decision::Mailbox,
-    directory::MemoryDirectory,
+    directory::{Directory, MemoryDirectory},
+    identity::cookie,
+    service::{Forward, Router, Settings},
     topology::{ExternalUrls, OwaRedirect, Site, Topology},
     version::Version,
 };
@@ -77,4 +81,19 @@ pub fn directory() -> MemoryDirectory {
         dir.insert(mailbox(&address, site), &[&format!("CONTOSO\\{site}-user")]);
     }
     dir
+}
+
+/// A router of node `<site>-1` in Contoso with [`directory`], forwarding to `forward`.
+pub fn router(this_site: &str, forward: Arc<dyn Forward>) -> Router {
+    Router {
+        topology: contoso(this_site),
+        directory: Arc::new(directory()) as Arc<dyn Directory>,
+        cookie_key: cookie::Key::new(*b"router tests key"),
+        forward,
+        settings: Settings {
+            node_name: format!("{this_site}-1"),
+            front_end_header: true,
+            autodiscover_body_limit: 4096,
+        },
+    }
 }

@@ -34,17 +34,7 @@ impl Forward for Recorder {
 }
 
 fn router(this_site: &str) -> Router {
-    Router {
-        topology: testing::contoso(this_site),
-        directory: Arc::new(testing::directory()) as Arc<dyn Directory>,
-        cookie_key: cookie::Key::new(*b"service tests key"),
-        forward: Arc::new(Recorder),
-        settings: Settings {
-            node_name: format!("{this_site}-1"),
-            front_end_header: true,
-            autodiscover_body_limit: 1024,
-        },
-    }
+    testing::router(this_site, Arc::new(Recorder))
 }
 
 fn request(method: Method, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
