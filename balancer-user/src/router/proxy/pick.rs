@@ -2,14 +2,21 @@
 //! (rendezvous hashing: removing a node moves only its mailboxes), or round robin.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::Xxh3;
 
 /// The site's node indices in the order to try them: rendezvous order for `mailbox`.
 pub fn sticky_order(nodes: &[&str], mailbox: &str) -> Vec<usize> {
     let mut scored: Vec<(u64, usize)> = nodes
         .iter()
         .enumerate()
-        .map(|(i, node)| (xxh3_64(format!("{mailbox}\u{0}{node}").as_bytes()), i))
+        .map(|(i, node)| {
+            // Streaming hash of mailbox, NUL, node: no allocation per node and request.
+            let mut h = Xxh3::new();
+            h.update(mailbox.as_bytes());
+            h.update(&[0]);
+            h.update(node.as_bytes());
+            (h.digest(), i)
+        })
         .collect();
     scored.sort_unstable_by(|a, b| b.cmp(a));
     scored.into_iter().map(|(_, i)| i).collect()
