@@ -253,3 +253,47 @@ async fn the_routers_own_answers_over_tls() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_redirects_owa_to_https_and_answers_health_checks() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(balancer_user::router::plain::serve(
+        listener,
+        Limits::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let answers = tokio::task::spawn_blocking(move || {
+        let curl = |path: &str| {
+            let out = Command::new("curl")
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "10",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{redirect_url}",
+                    "-H",
+                    "Host: www.usa.contoso.com",
+                ])
+                .arg(format!("http://127.0.0.1:{port}{path}"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        (
+            curl("/owa/?ae=Folder"),
+            curl("/owa/healthcheck.htm"),
+            curl("/EWS/Exchange.asmx"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers.0, "301 https://www.usa.contoso.com/owa/?ae=Folder");
+    assert_eq!(answers.1.trim(), "200", "R17 on port 80");
+    assert_eq!(answers.2.trim(), "403", "the other protocols need TLS");
+}

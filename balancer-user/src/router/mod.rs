@@ -7,6 +7,7 @@
 //! - [`topology`]: sites, their versions, ExternalURLs and redirection settings.
 //! - [`identity`]: which mailbox a request is for (R5), the signed affinity cookie.
 //! - [`directory`]: names (addresses, aliases) to mailboxes (R6), behind a trait.
+//! - [`plain`]: port 80 (health checks, OWA redirected to https, the rest refused).
 //! - [`server`]: the HTTPS front (limits, timeouts, h1 and h2, draining).
 //! - [`proxy`]: the upstream side (HTTPS to other sites, HTTP to 2003 back ends, R14 picks).
 //! - [`tls`]: certificates by SNI, reloaded all or nothing.
@@ -17,6 +18,7 @@
 pub mod decision;
 pub mod directory;
 pub mod identity;
+pub mod plain;
 pub mod protocol;
 pub mod proxy;
 pub mod responses;

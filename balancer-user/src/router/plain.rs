@@ -1,0 +1,127 @@
+//! Plain HTTP (port 80): health checks are answered (R17), OWA paths are redirected to https on
+//! the same host, and everything else is refused: the Client Access protocols carry
+//! credentials and need TLS.
+
+use super::{
+    protocol::Protocol,
+    responses::{self, Body},
+    server::Limits,
+};
+use http::{header, Method, Request, Response, StatusCode};
+use hyper::{server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::{convert::Infallible, future::Future, sync::Arc};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tracing::debug;
+
+/// The answer to a plain-HTTP request.
+pub fn respond<B>(request: &Request<B>) -> Response<Body> {
+    let path = request.uri().path();
+    let health = path
+        .rsplit_once('/')
+        .is_some_and(|(dir, file)| !dir.is_empty() && file.eq_ignore_ascii_case("healthcheck.htm"));
+    if health && (request.method() == Method::GET || request.method() == Method::HEAD) {
+        return responses::health();
+    }
+    if matches!(
+        Protocol::of_path(path),
+        Protocol::Owa | Protocol::LegacyExchange
+    ) {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        // The host without a port: https is on its default port.
+        let Some(host) = host
+            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
+            .filter(|h| !h.is_empty())
+        else {
+            return responses::refuse(
+                StatusCode::BAD_REQUEST,
+                "a Host header is needed to redirect to https",
+            );
+        };
+        let path_and_query = request.uri().path_and_query().map_or(path, |p| p.as_str());
+        return responses::redirect(
+            StatusCode::MOVED_PERMANENTLY,
+            &format!("https://{host}{path_and_query}"),
+        );
+    }
+    responses::refuse(StatusCode::FORBIDDEN, "use https")
+}
+
+/// Serves plain HTTP/1.1 on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, limits: Limits, shutdown: impl Future<Output = ()>) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    let h1 = Arc::new(h1);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => return,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return,
+        };
+        let h1 = h1.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+                Ok::<_, Infallible>(respond(&request))
+            });
+            if let Err(e) = h1.serve_connection(TokioIo::new(tcp), service).await {
+                debug!(%peer, error = %e, "plain HTTP connection ended with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str, host: Option<&str>) -> Response<Body> {
+        let mut r = Request::get(path);
+        if let Some(h) = host {
+            r = r.header(header::HOST, h);
+        }
+        respond(&r.body(()).unwrap())
+    }
+
+    #[test]
+    fn owa_redirects_to_https_health_answers_the_rest_is_refused() {
+        let r = get("/owa/?ae=Folder", Some("www.usa.contoso.com:80"));
+        assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            "https://www.usa.contoso.com/owa/?ae=Folder"
+        );
+        assert_eq!(
+            get("/exchange/", Some("mail.contoso.com")).headers()[header::LOCATION],
+            "https://mail.contoso.com/exchange/"
+        );
+        assert_eq!(
+            get("/owa/healthcheck.htm", None).status(),
+            StatusCode::OK,
+            "R17 on port 80"
+        );
+        assert_eq!(
+            get("/Microsoft-Server-ActiveSync", Some("x")).status(),
+            StatusCode::FORBIDDEN,
+            "credentials need TLS"
+        );
+        assert_eq!(
+            get("/owa/", None).status(),
+            StatusCode::BAD_REQUEST,
+            "no Host: no redirect"
+        );
+    }
+}
