@@ -4,12 +4,14 @@
 //! flood of idle connections up to the cap. Each gets the right status or a close; nothing
 //! malformed reaches an upstream; legitimate requests in the same test still succeed.
 
+mod common;
+
 use balancer_user::router::{
     responses::{Body, BodyError},
-    server::{self, Limits},
+    server::Limits,
     service::{Forward, ResponseFuture, Target},
     testing,
-    tls::{self, CertSpec, CertStore},
+    tls::{CertSpec, CertStore},
 };
 use bytes::Bytes;
 use http::{Request, Response};
@@ -83,23 +85,9 @@ async fn start(limits: Limits) -> Front {
     std::fs::write(&spec.key, g.key_pair.serialize_pem()).unwrap();
     let reached = Arc::new(AtomicUsize::new(0));
     let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let router = Arc::new(testing::router(
-        "usa",
-        Arc::new(Counting(reached.clone(), paths.clone())),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let router = testing::router("usa", Arc::new(Counting(reached.clone(), paths.clone())));
     let store = CertStore::load(&[spec]).unwrap();
-    tokio::spawn(server::serve(
-        listener,
-        tls::server_config(store),
-        router,
-        limits,
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let (addr, tx) = common::spawn_front(router, store, limits).await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(g.cert.der().clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(

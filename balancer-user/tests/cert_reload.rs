@@ -8,10 +8,10 @@ use ahash::AHashMap;
 use balancer_user::router::{
     proxy::resolver::Resolver,
     responses::{Body, BodyError},
-    server::{self, Limits},
+    server::Limits,
     service::{Forward, ResponseFuture, Target},
     testing,
-    tls::{self, CertSpec, CertStore},
+    tls::{CertSpec, CertStore},
 };
 use bytes::Bytes;
 use common::Ca;
@@ -75,19 +75,8 @@ async fn certificates_reload_under_load_with_no_failed_request() {
     std::fs::create_dir_all(&dir).unwrap();
     let ca = Ca::new();
     let store = CertStore::load(&[write_spec(&ca, &dir, 0)]).unwrap();
-    let router = Arc::new(testing::router("usa", Arc::new(Ok200)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(
-        listener,
-        tls::server_config(store.clone()),
-        router,
-        Limits::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let router = testing::router("usa", Arc::new(Ok200));
+    let (addr, stop_server) = common::spawn_front(router, store.clone(), Limits::default()).await;
 
     let mut hosts = AHashMap::new();
     hosts.insert("www.usa.contoso.com".to_string(), vec![addr]);

@@ -3,12 +3,14 @@
 //! and limits (oversized headers). Upstreams are a stand-in that names the target; the proxy
 //! has its own tests.
 
+mod common;
+
 use balancer_user::router::{
     responses::{Body, BodyError},
-    server::{self, Limits},
+    server::Limits,
     service::{Forward, ResponseFuture, Target},
     testing,
-    tls::{self, CertSpec, CertStore},
+    tls::{CertSpec, CertStore},
 };
 use bytes::Bytes;
 use http::{Request, Response};
@@ -69,23 +71,12 @@ async fn start() -> Front {
         cert(&dir, "www.europe.contoso.com"),
     ];
     let store = CertStore::load(&certs).unwrap();
-    let router = Arc::new(testing::router("usa", Arc::new(NameTarget)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let router = testing::router("usa", Arc::new(NameTarget));
     let limits = Limits {
         max_header_bytes: 16 * 1024,
         ..Limits::default()
     };
-    tokio::spawn(server::serve(
-        listener,
-        tls::server_config(store),
-        router,
-        limits,
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let (addr, tx) = common::spawn_front(router, store, limits).await;
     Front {
         endpoint: Endpoint { addr, dir },
         _shutdown: tx,

@@ -26,6 +26,7 @@ use balancer_common::{
     vip::{v4_mapped, AFFINITY_SINGLE, PROTO_TCP},
 };
 use balancer_tests::{
+    client::connect_from,
     fixture::{
         self, fixture_netns, node_mac, underlay_v4, underlay_v6, CONFIG, HASH_SEED, RING_SIZE,
         SELF, SELF_MAC, VIP_V4, VIP_V6,
@@ -1827,69 +1828,4 @@ impl LocalConnection {
             client_port,
         })
     }
-}
-
-/// A TCP connection from `src` (an address of this namespace) to `dst`. std cannot bind
-/// before connecting, so the socket is made with libc and handed to std.
-fn connect_from(src: IpAddr, dst: SocketAddr) -> anyhow::Result<std::net::TcpStream> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let family = if src.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2); the descriptor is owned by `fd` from here on.
-    let raw = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    ensure!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let (local, len) = sockaddr(SocketAddr::new(src, 0));
-    // SAFETY: `local` is a valid socket address of `len` bytes for the call.
-    let rc = unsafe { libc::bind(raw, (&local as *const libc::sockaddr_storage).cast(), len) };
-    ensure!(rc == 0, "bind {src}: {}", std::io::Error::last_os_error());
-    let (remote, len) = sockaddr(dst);
-    // SAFETY: as above.
-    let rc = unsafe { libc::connect(raw, (&remote as *const libc::sockaddr_storage).cast(), len) };
-    ensure!(
-        rc == 0,
-        "connect {dst}: {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(std::net::TcpStream::from(fd))
-}
-
-/// `addr` as a C socket address and its length.
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*a.ip()).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: 0,
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
 }

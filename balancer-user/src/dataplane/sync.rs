@@ -55,7 +55,6 @@ pub fn vip_entries(dataplane: &config::Dataplane) -> Vec<VipEntry> {
         }
     }
     let mut addresses: Vec<IpAddr> = dataplane.vips.iter().map(|v| v.address).collect();
-    addresses.dedup();
     addresses.sort();
     addresses.dedup();
     for address in addresses {

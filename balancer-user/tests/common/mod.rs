@@ -163,3 +163,26 @@ pub fn node(name: &str, scheme: &str, host: &str, addr: SocketAddr) -> UpstreamN
         addrs: vec![addr],
     }
 }
+
+/// Starts the HTTPS front on a loopback port for `router`; it stops when the returned sender
+/// is dropped.
+pub async fn spawn_front(
+    router: balancer_user::router::service::Router,
+    store: Arc<balancer_user::router::tls::CertStore>,
+    limits: balancer_user::router::server::Limits,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let tls = balancer_user::router::tls::server_config(store);
+    tokio::spawn(balancer_user::router::server::serve(
+        listener,
+        tls,
+        Arc::new(router),
+        limits,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop)
+}

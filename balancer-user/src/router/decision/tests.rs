@@ -36,19 +36,24 @@ fn case(
 fn run(cases: Vec<Case>) {
     for c in cases {
         let mbx = c.mailbox_site.map(|s| mailbox("alice@contoso.com", s));
-        let facts = Facts {
-            protocol: c.protocol,
-            method: &c.method,
-            mailbox: mbx.as_ref(),
-            other_mailbox_sites: &[],
-            availability: false,
-        };
+        let facts = facts(c.protocol, &c.method, mbx.as_ref());
         let got = decide(&facts, &contoso(c.here));
         assert_eq!(
             got, c.expect,
             "{}: {:?} {} on a {} node, mailbox in {:?}",
             c.rule, c.protocol, c.method, c.here, c.mailbox_site
         );
+    }
+}
+
+/// The facts of a request naming one mailbox (no other mailboxes, not Availability).
+fn facts<'a>(protocol: Protocol, method: &'a Method, mailbox: Option<&'a Mailbox>) -> Facts<'a> {
+    Facts {
+        protocol,
+        method,
+        mailbox,
+        other_mailbox_sites: &[],
+        availability: false,
     }
 }
 
@@ -153,13 +158,7 @@ fn r8_owa_redirect_styles() {
     let mbx = mailbox("alice@contoso.com", "europe");
     let mut topology = contoso("usa");
     topology.owa_redirect = OwaRedirect::Found;
-    let facts = Facts {
-        protocol: Protocol::Owa,
-        method: &Method::GET,
-        mailbox: Some(&mbx),
-        other_mailbox_sites: &[],
-        availability: false,
-    };
+    let facts = facts(Protocol::Owa, &Method::GET, Some(&mbx));
     assert_eq!(
         decide(&facts, &topology),
         Decision::Redirect {
@@ -192,13 +191,7 @@ fn r8_disabled_redirection_proxies_instead() {
         .find(|s| s.name == "europe")
         .unwrap()
         .redirect_enabled = false;
-    let facts = Facts {
-        protocol: Protocol::Owa,
-        method: &Method::GET,
-        mailbox: Some(&mbx),
-        other_mailbox_sites: &[],
-        availability: false,
-    };
+    let facts = facts(Protocol::Owa, &Method::GET, Some(&mbx));
     assert_eq!(
         decide(&facts, &topology),
         proxy_sticky("europe"),
@@ -265,13 +258,7 @@ fn r10_ews_is_proxied_never_redirected() {
 #[test]
 fn r10_ews_to_a_site_without_ews_proxying_fails_clearly() {
     let mbx = mailbox("alice@contoso.com", "rtm");
-    let facts = Facts {
-        protocol: Protocol::Ews,
-        method: &Method::POST,
-        mailbox: Some(&mbx),
-        other_mailbox_sites: &[],
-        availability: false,
-    };
+    let facts = facts(Protocol::Ews, &Method::POST, Some(&mbx));
     let d = decide(&facts, &contoso("usa"));
     let (status, reason) = refused(&d);
     assert_eq!(status, 501, "R10");
@@ -374,13 +361,7 @@ fn r12_never_proxies_to_a_newer_version() {
     ]);
     let mbx = mailbox("alice@contoso.com", "usa");
     for protocol in [Protocol::Ews, Protocol::Oab] {
-        let facts = Facts {
-            protocol,
-            method: &Method::GET,
-            mailbox: Some(&mbx),
-            other_mailbox_sites: &[],
-            availability: false,
-        };
+        let facts = facts(protocol, &Method::GET, Some(&mbx));
         let d = decide(&facts, &contoso("europe"));
         let (status, reason) = refused(&d);
         assert_eq!(status, 502, "R12 {protocol:?}");
@@ -394,13 +375,7 @@ fn r12_never_proxies_to_a_newer_version() {
         .find(|s| s.name == "usa")
         .unwrap()
         .redirect_enabled = false;
-    let facts = Facts {
-        protocol: Protocol::Owa,
-        method: &Method::GET,
-        mailbox: Some(&mbx),
-        other_mailbox_sites: &[],
-        availability: false,
-    };
+    let facts = facts(Protocol::Owa, &Method::GET, Some(&mbx));
     assert_eq!(
         refused(&decide(&facts, &topology)).0,
         502,
@@ -454,13 +429,7 @@ fn r13_legacy_mailboxes_and_virtual_directories() {
         ),
     ]);
     let mbx = mailbox("bob@contoso.com", "legacy");
-    let facts = Facts {
-        protocol: Protocol::Owa,
-        method: &Method::GET,
-        mailbox: Some(&mbx),
-        other_mailbox_sites: &[],
-        availability: false,
-    };
+    let facts = facts(Protocol::Owa, &Method::GET, Some(&mbx));
     let d = decide(&facts, &contoso("usa"));
     let (status, reason) = refused(&d);
     assert_eq!(status, 400, "R13: /owa for a 2003 mailbox");
@@ -483,13 +452,7 @@ fn r13_legacy_mailboxes_and_virtual_directories() {
 fn r14_owa_and_ews_stick_to_the_mailbox_activesync_spreads() {
     let mbx = mailbox("carol@contoso.com", "asia");
     let pick = |protocol| {
-        let facts = Facts {
-            protocol,
-            method: &Method::GET,
-            mailbox: Some(&mbx),
-            other_mailbox_sites: &[],
-            availability: false,
-        };
+        let facts = facts(protocol, &Method::GET, Some(&mbx));
         match decide(&facts, &contoso("usa")) {
             Decision::ProxySite { pick, .. } => pick,
             other => panic!("R14: expected a proxy for {protocol:?}, got {other:?}"),
