@@ -16,10 +16,12 @@
 //! - [`stats`]: per-CPU counters.
 //! - [`hash`]: the affinity hash, identical in the kernel and in userspace tools.
 //! - [`encap`]: what the outer header of a forwarded packet carries.
+//! - [`directory`]: the mailbox-to-site directory the router reads (R6).
 #![no_std]
 #![deny(unsafe_code)]
 
 pub mod conn;
+pub mod directory;
 pub mod encap;
 pub mod hash;
 pub mod maps;
@@ -45,5 +47,7 @@ mod pod {
         crate::conn::FlowKey,
         crate::conn::FlowEntry,
         crate::stats::Counters,
+        crate::directory::MailboxName,
+        crate::directory::MailboxEntry,
     );
 }

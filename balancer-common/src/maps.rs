@@ -24,8 +24,15 @@ pub const VIP_STATS: &str = "VIP_STATS";
 /// `PerCpuArray<Counters>`, indexed by the node id the packets were steered to.
 pub const NODE_STATS: &str = "NODE_STATS";
 
+/// `HashMap<MailboxName, MailboxEntry>`: the mailbox directory (R6). The XDP program does not
+/// use it; it is declared in the object so that it is created, sized and pinned with the
+/// others, and carries BTF for bpftool. See [`crate::directory`].
+pub const DIRECTORY: &str = "DIRECTORY";
+
 /// Every map, for pinning and for the object-contents check.
-pub const ALL: [&str; 7] = [VIPS, NODES, RING, CONFIG, CONN_TABLE, VIP_STATS, NODE_STATS];
+pub const ALL: [&str; 8] = [
+    VIPS, NODES, RING, CONFIG, CONN_TABLE, VIP_STATS, NODE_STATS, DIRECTORY,
+];
 
 /// Name of the steering XDP program in the object.
 pub const PROGRAM: &str = "balancer_xdp";

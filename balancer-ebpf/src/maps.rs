@@ -2,12 +2,14 @@
 //! Sizes here are the compile-time defaults; userspace sets `RING` and `CONN_TABLE` at load.
 
 use crate::{next_hop::NextHop, parse::Parsed};
+use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 use aya_ebpf::{
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use balancer_common::{
     conn::{FlowEntry, FlowKey},
+    directory::{MailboxEntry, MailboxName, DEFAULT_DIRECTORY_ENTRIES},
     maps::{DEFAULT_CONN_TABLE_ENTRIES, MAX_NODES, MAX_VIPS, VIP_STATS_ENTRIES},
     node::{DataplaneConfig, NodeInfo, DEFAULT_RING_SIZE, RING_SLOTS},
     stats::Counters,
@@ -45,3 +47,13 @@ pub static NEXT_HOPS: PerCpuArray<NextHop, { 2 * MAX_NODES as usize }> = PerCpuA
 
 #[btf_map]
 pub static NODE_STATS: PerCpuArray<Counters, { MAX_NODES as usize }> = PerCpuArray::new();
+
+/// The mailbox directory (R6): written by `balancer directory`, read by the router, never by
+/// this program. Not preallocated: memory follows the number of names.
+#[btf_map]
+pub static DIRECTORY: HashMap<
+    MailboxName,
+    MailboxEntry,
+    { DEFAULT_DIRECTORY_ENTRIES as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();

@@ -186,3 +186,131 @@ fn attach_inspect_operate_and_detach() {
         "XDP detached"
     );
 }
+
+/// Issue 4's directory test (R6): 100,000 mailboxes imported into the pinned map, looked up,
+/// removed, dumped by bpftool as text, and a router reading the same map sees every change
+/// on its next request.
+#[test]
+fn directory_import_lookup_remove_and_the_router_sees_each_change() {
+    use balancer_user::router::{directory::PinnedDirectory, testing};
+    use http::{Request, StatusCode};
+    use std::sync::Arc;
+
+    let cli = Cli::new();
+    cli.ok(&["xdp", "attach"]);
+
+    let small = std::env::temp_dir().join(format!("{}-small.jsonl", cli.ns.name()));
+    std::fs::write(
+        &small,
+        r#"{"address": "Alice@Contoso.com", "aliases": ["Alice@Corp.Contoso.com"], "site": "asia", "server": "mbx-asia-1", "version": "2007sp1"}"#,
+    )
+    .unwrap();
+    let out = cli.ok(&["directory", "import", small.to_str().unwrap()]);
+    assert!(out.contains("1 mailboxes; 2 added"), "{out}");
+    let dump = cli.bpftool_dump("DIRECTORY");
+    let alias = dump
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["formatted"])
+        .find(|e| e["key"]["name"] == "alice@corp.contoso.com")
+        .unwrap_or_else(|| panic!("bpftool prints names as text: {dump}"));
+    assert_eq!(alias["value"]["address"], "alice@contoso.com");
+    assert_eq!(alias["value"]["site"], "asia");
+    assert_eq!(alias["value"]["server"], "mbx-asia-1");
+
+    // 100,000 mailboxes with one alias each, in one import.
+    let big = std::env::temp_dir().join(format!("{}-big.csv", cli.ns.name()));
+    let mut csv = String::from("address,aliases,site,server,version\n");
+    for i in 0..100_000 {
+        csv.push_str(&format!(
+            "user{i}@contoso.com,CONTOSO\\user{i},usa,mbx-usa-{},2010\n",
+            i % 7
+        ));
+    }
+    std::fs::write(&big, csv).unwrap();
+    let out = cli.ok(&["directory", "import", big.to_str().unwrap()]);
+    assert!(
+        out.contains("100000 mailboxes; 200000 added, 0 changed"),
+        "{out}"
+    );
+    let found = cli.ok(&["directory", "lookup", "CONTOSO\\user99999"]);
+    assert!(
+        found.contains("alias of user99999@contoso.com") && found.contains("site=usa"),
+        "{found}"
+    );
+
+    // A router over the same pinned map: ActiveSync from usa.
+    let directory = Arc::new(PinnedDirectory::open(&cli.pin_dir).unwrap());
+    let mut router = testing::router("usa", Arc::new(testing::Recorder));
+    router.directory = directory;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ask = |router: &balancer_user::router::service::Router| {
+        let request = Request::get("/Microsoft-Server-ActiveSync?User=user42@contoso.com&Cmd=Sync")
+            .body(balancer_user::router::responses::full(""))
+            .unwrap();
+        runtime.block_on(router.handle(request))
+    };
+    let local = ask(&router);
+    assert_eq!(local.status(), StatusCode::OK);
+    assert!(
+        testing::target(&local).contains("Local"),
+        "R7: {:?}",
+        testing::target(&local)
+    );
+
+    cli.ok(&[
+        "directory",
+        "add",
+        "user42@contoso.com",
+        "--site",
+        "europe",
+        "--server",
+        "mbx-eu-1",
+        "--version",
+        "2007sp1",
+        "--alias",
+        "CONTOSO\\user42",
+    ]);
+    let moved = ask(&router);
+    assert_eq!(
+        moved.status().as_u16(),
+        451,
+        "R9: moved to europe, seen without a restart"
+    );
+    assert!(moved.headers()["x-ms-location"]
+        .to_str()
+        .unwrap()
+        .contains("www.europe.contoso.com"));
+
+    let removed = cli.ok(&["directory", "remove", "user42@contoso.com"]);
+    assert!(
+        removed.contains("contoso\\user42"),
+        "aliases go too: {removed}"
+    );
+    assert!(!cli
+        .balancer(&["directory", "lookup", "contoso\\user42"])
+        .status
+        .success());
+    let unknown = ask(&router);
+    assert!(
+        testing::target(&unknown).contains("Local"),
+        "R5: unknown mailbox served here"
+    );
+
+    // A bad file is refused whole, naming the line and field; nothing changes.
+    std::fs::write(
+        &big,
+        "address,aliases,site,server,version\nok@contoso.com,,usa,m,2010\nbad,,usa,m,2010\n",
+    )
+    .unwrap();
+    let refused = cli.balancer(&["directory", "import", big.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("line 3: address"));
+    assert!(!cli
+        .balancer(&["directory", "lookup", "ok@contoso.com"])
+        .status
+        .success());
+    let _ = std::fs::remove_file(&small);
+    let _ = std::fs::remove_file(&big);
+}

@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch: one module per command group.
 
+mod directory;
 mod xdp;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ pub enum Command {
     /// The L4 data plane: attach, detach, node health, owners, counters.
     #[command(subcommand)]
     Xdp(xdp::XdpCommand),
+    /// The mailbox directory (R6): import, add, remove, lookup, list.
+    Directory(directory::DirectoryArgs),
 }
 
 pub fn init_tracing(json: bool) {
@@ -38,5 +41,6 @@ pub fn init_tracing(json: bool) {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Xdp(cmd) => xdp::run(cmd),
+        Command::Directory(args) => directory::run(args),
     }
 }

@@ -31,7 +31,7 @@ pub type Body = BoxBody<Bytes, BodyError>;
 /// Header naming this node on every response (R20; can be switched off).
 pub const FRONT_END_HEADER: &str = "x-balancer-front-end";
 
-fn full(bytes: impl Into<Bytes>) -> Body {
+pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()

@@ -11,11 +11,17 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt as _;
+
 use super::{
     decision::Mailbox,
     directory::{Directory, MemoryDirectory},
     identity::cookie,
+    responses::{full, Body},
     service::{Forward, Router, Settings},
+    service::{ResponseFuture, Target},
     topology::{ExternalUrls, OwaRedirect, Site, Topology},
     version::Version,
 };
@@ -96,4 +102,40 @@ pub fn router(this_site: &str, forward: Arc<dyn Forward>) -> Router {
             autodiscover_body_limit: 4096,
         },
     }
+}
+
+/// Answers 200 with "<target> <path> <body>" in the body and the target in a header.
+pub struct Recorder;
+
+impl Forward for Recorder {
+    fn forward(&self, target: Target, request: Request<Body>) -> ResponseFuture {
+        Box::pin(async move {
+            let path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let text = format!("{target:?} {path} {}", String::from_utf8_lossy(&body));
+            let mut r = Response::new(full(Bytes::from(text)));
+            r.headers_mut().insert(
+                "x-target",
+                HeaderValue::from_str(&format!("{target:?}")).unwrap(),
+            );
+            r
+        })
+    }
+}
+
+/// The target a [`Recorder`] saw, or "(answered by the router)".
+pub fn target(r: &Response<Body>) -> &str {
+    r.headers()
+        .get("x-target")
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or("(answered by the router)")
 }

@@ -50,6 +50,39 @@ impl Version {
     }
 }
 
+impl Version {
+    /// Every version, oldest first.
+    pub const ALL: [Version; 4] = [
+        Version::Exchange2003,
+        Version::Exchange2007,
+        Version::Exchange2007Sp1,
+        Version::Exchange2010,
+    ];
+
+    /// The spelling used in config files and directory imports (`2003`, `2007`, `2007sp1`,
+    /// `2010`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Version::Exchange2003 => "2003",
+            Version::Exchange2007 => "2007",
+            Version::Exchange2007Sp1 => "2007sp1",
+            Version::Exchange2010 => "2010",
+        }
+    }
+}
+
+impl std::str::FromStr for Version {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Version::ALL
+            .into_iter()
+            .find(|v| v.key().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown version {s:?} (expected 2003, 2007, 2007sp1 or 2010)"))
+    }
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -2,39 +2,12 @@
 
 use super::*;
 use crate::router::testing;
+use crate::router::testing::target;
 use base64::Engine as _;
 use http::header::HeaderName;
 
-/// Answers 200 with "<target> <path> <body>" in the body and the target in a header.
-struct Recorder;
-
-impl Forward for Recorder {
-    fn forward(&self, target: Target, request: Request<Body>) -> ResponseFuture {
-        Box::pin(async move {
-            let path = request
-                .uri()
-                .path_and_query()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            let body = request
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            let text = format!("{target:?} {path} {}", String::from_utf8_lossy(&body));
-            let mut r = Response::new(full(Bytes::from(text)));
-            r.headers_mut().insert(
-                "x-target",
-                HeaderValue::from_str(&format!("{target:?}")).unwrap(),
-            );
-            r
-        })
-    }
-}
-
 fn router(this_site: &str) -> Router {
-    testing::router(this_site, Arc::new(Recorder))
+    testing::router(this_site, Arc::new(testing::Recorder))
 }
 
 fn request(method: Method, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
@@ -47,13 +20,6 @@ fn request(method: Method, uri: &str, headers: &[(&str, &str)], body: &str) -> R
 
 async fn text(r: Response<Body>) -> String {
     String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
-fn target(r: &Response<Body>) -> &str {
-    r.headers()
-        .get("x-target")
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or("(answered by the router)")
 }
 
 #[tokio::test]

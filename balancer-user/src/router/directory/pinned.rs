@@ -1,0 +1,142 @@
+//! The directory as the pinned BPF map `DIRECTORY`: the router looks a name up with one
+//! `BPF_MAP_LOOKUP_ELEM` per request, so a change made by `balancer directory` is seen by the
+//! next request, without a restart. Each name is replaced atomically by the kernel.
+
+use super::plan::Plan;
+use super::{Directory, DirectoryError, NameEntry};
+use crate::router::decision::Mailbox;
+use crate::router::version::Version;
+use anyhow::Context as _;
+use aya::maps::{HashMap, Map, MapData, MapError};
+use balancer_common::directory::{field_text, text_field, MailboxEntry, MailboxName, FLAG_ALIAS};
+use balancer_common::maps::DIRECTORY;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct PinnedDirectory {
+    map: HashMap<MapData, MailboxName, MailboxEntry>,
+    capacity: usize,
+}
+
+impl PinnedDirectory {
+    /// Opens the map pinned under `pin_dir` by `balancer run` or `balancer xdp attach`.
+    pub fn open(pin_dir: &Path) -> anyhow::Result<Self> {
+        let path = pin_dir.join(DIRECTORY);
+        let data = MapData::from_pin(&path).with_context(|| {
+            format!(
+                "opening the pinned directory {}: is the data plane attached (`balancer run`)?",
+                path.display()
+            )
+        })?;
+        Self::from_map(Map::from_map_data(data)?)
+    }
+
+    pub fn from_map(map: Map) -> anyhow::Result<Self> {
+        let Map::HashMap(data) = &map else {
+            anyhow::bail!("{DIRECTORY} is not a hash map");
+        };
+        let capacity = data.info()?.max_entries() as usize;
+        Ok(Self {
+            map: HashMap::try_from(map)?,
+            capacity,
+        })
+    }
+
+    /// The map's capacity, in names.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The entry of one name.
+    pub fn get(&self, name: &str) -> anyhow::Result<Option<NameEntry>> {
+        let Ok(key) = key(name) else {
+            return Ok(None);
+        };
+        match self.map.get(&key, 0) {
+            Ok(entry) => Ok(Some(
+                decode(&entry).with_context(|| format!("the entry of {name}"))?,
+            )),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every name and its entry. Entries that do not decode (written by something else) are
+    /// reported as errors.
+    pub fn entries(&self) -> anyhow::Result<BTreeMap<String, NameEntry>> {
+        let mut all = BTreeMap::new();
+        for item in self.map.iter() {
+            let (key, entry) = item?;
+            let name = field_text(&key.name).context("a directory key is not UTF-8")?;
+            let entry = decode(&entry).with_context(|| format!("the entry of {name}"))?;
+            all.insert(name.to_string(), entry);
+        }
+        Ok(all)
+    }
+
+    /// Writes, then deletes, what `plan` says.
+    pub fn apply(&mut self, plan: &Plan) -> anyhow::Result<()> {
+        for (name, entry) in &plan.writes {
+            let value = encode(entry).with_context(|| format!("encoding {name}"))?;
+            self.map
+                .insert(key(name)?, value, 0)
+                .with_context(|| format!("writing {name}"))?;
+        }
+        for name in &plan.deletes {
+            match self.map.remove(&key(name)?) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {name}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Directory for PinnedDirectory {
+    fn resolve(&self, name: &str) -> Result<Option<Arc<Mailbox>>, DirectoryError> {
+        self.get(name)
+            .map(|entry| entry.map(|e| Arc::new(e.mailbox)))
+            .map_err(|e| DirectoryError::Unavailable(format!("{e:#}")))
+    }
+}
+
+fn key(name: &str) -> anyhow::Result<MailboxName> {
+    let name = text_field(name).map_err(|e| anyhow::anyhow!("name {name:?}: {e:?}"))?;
+    Ok(MailboxName { name })
+}
+
+fn encode(entry: &NameEntry) -> anyhow::Result<MailboxEntry> {
+    let field = |what: &str, text: &str| {
+        anyhow::anyhow!("{what} {text:?} does not fit the directory's layout")
+    };
+    let m = &entry.mailbox;
+    Ok(MailboxEntry {
+        address: text_field(&m.address).map_err(|_| field("address", &m.address))?,
+        site: text_field(&m.site).map_err(|_| field("site", &m.site))?,
+        server: text_field(&m.server).map_err(|_| field("server", &m.server))?,
+        version: u32::from(m.version.code()),
+        flags: if entry.alias { FLAG_ALIAS } else { 0 },
+    })
+}
+
+fn decode(entry: &MailboxEntry) -> anyhow::Result<NameEntry> {
+    let text = |field: &[u8], what: &str| {
+        field_text(field)
+            .map(str::to_string)
+            .with_context(|| format!("{what} is not UTF-8"))
+    };
+    let version = u8::try_from(entry.version)
+        .ok()
+        .and_then(Version::from_code)
+        .with_context(|| format!("unknown version code {}", entry.version))?;
+    Ok(NameEntry {
+        mailbox: Mailbox {
+            address: text(&entry.address, "address")?,
+            site: text(&entry.site, "site")?,
+            server: text(&entry.server, "server")?,
+            version,
+        },
+        alias: entry.flags & FLAG_ALIAS != 0,
+    })
+}
