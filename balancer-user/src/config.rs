@@ -4,8 +4,13 @@
 //! every error names the field (`sites[0].nodes[1].id`) and says what is wrong.
 //! `config/example.toml` in the repository is an annotated example.
 
+mod router;
+
+pub use router::{Backend, ExternalUrlOverrides, RouterConfig};
+
 use anyhow::{bail, Context as _};
 use balancer_common::{maps::MAX_NODES, node::DEFAULT_RING_SIZE};
+use crate::router::version::Version;
 use serde::Deserialize;
 use std::{
     collections::HashSet,
@@ -23,6 +28,8 @@ pub struct Config {
     pub dataplane: Dataplane,
     /// The sites of the organisation; only this node's site is used by the data plane (R1).
     pub sites: Vec<Site>,
+    /// The L7 router (`balancer run`); the `xdp` commands do not need it.
+    pub router: Option<RouterConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,8 +128,31 @@ pub struct Vip {
 #[serde(deny_unknown_fields)]
 pub struct Site {
     pub name: String,
+    /// The Exchange version of the site's Client Access servers (R10, R12, R13).
+    #[serde(default = "default_version")]
+    pub version: Version,
+    /// Base of the site's ExternalURLs (`https://www.usa.contoso.com`): `/owa`,
+    /// `/Microsoft-Server-ActiveSync`, `/EWS/Exchange.asmx`, ... Unset: the site is not
+    /// Internet-facing and is reached by CAS-CAS proxying (R8).
+    pub external_url: Option<String>,
+    /// Per-virtual-directory ExternalURLs that differ from `external_url`'s.
+    #[serde(default)]
+    pub external_urls: ExternalUrlOverrides,
+    /// Redirection to this site is allowed (switch off while its Internet link is down).
+    #[serde(default = "yes")]
+    pub redirect: bool,
     /// The site's array of Client Access nodes.
     pub nodes: Vec<Node>,
+    /// Mailbox back ends (for this node's site, R7) or 2003 back-end servers (R13).
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+}
+
+fn default_version() -> Version {
+    Version::Exchange2010
+}
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +166,11 @@ pub struct Node {
     pub underlay_v4: Option<Ipv4Addr>,
     /// Underlay address for IPv6-in-IPv6 from peers; needed if any VIP is IPv6.
     pub underlay_v6: Option<Ipv6Addr>,
+    /// The node's Client Access InternalURL (`https://cas-asia-1.contoso.internal`): where
+    /// other sites proxy to it (R8-R11).
+    pub internal_url: Option<String>,
+    /// Where to connect for `internal_url` (else its host is resolved).
+    pub connect: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -265,7 +300,7 @@ impl Config {
                 bail!("sites[{s}].nodes[{n}].underlay_v6: missing; IPv6 VIPs are forwarded IPv6-in-IPv6 between nodes");
             }
         }
-        Ok(())
+        self.validate_router()
     }
 }
 

@@ -5,10 +5,13 @@
 //! - [`dataplane`]: loads the XDP program, pins its maps, attaches and detaches it, and
 //!   writes VIPs, nodes and tables into the maps.
 //! - [`config`]: the node's configuration file (TOML).
-//! - [`router`]: the L7 Client Access logic (identity, decision).
+//! - [`router`]: the L7 Client Access logic (identity, decision, proxy, HTTPS front).
+//! - [`node`]: `balancer run`, the data plane and the router together, with reload and
+//!   restart.
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod dataplane;
 pub mod maglev;
+pub mod node;
 pub mod router;

@@ -6,7 +6,8 @@ mod xdp;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// Edge load balancer for Client Access front ends: XDP affinity steering (L4).
+/// Edge load balancer for Client Access front ends: XDP affinity steering (L4) and the
+/// Client Access router (L7).
 #[derive(Debug, Parser)]
 #[command(name = "balancer", version)]
 pub struct Args {
@@ -22,6 +23,18 @@ pub enum Command {
     /// The L4 data plane: attach, detach, node health, owners, counters.
     #[command(subcommand)]
     Xdp(xdp::XdpCommand),
+    /// Run this node: attach the data plane, serve the router, check the upstreams; SIGHUP or
+    /// a changed config file reloads, SIGTERM drains and exits (steering continues), and a new
+    /// `balancer run` takes the listeners over without a gap.
+    Run {
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Join a running array (no clients until marked up on every node).
+        #[arg(long)]
+        join: bool,
+    },
+    /// Check a config file; every error names the field and says what is wrong.
+    CheckConfig { file: std::path::PathBuf },
     /// The mailbox directory (R6): import, add, remove, lookup, list.
     Directory(directory::DirectoryArgs),
 }
@@ -42,5 +55,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Xdp(cmd) => xdp::run(cmd),
         Command::Directory(args) => directory::run(args),
+        Command::Run { config, join } => tokio::runtime::Runtime::new()?
+            .block_on(balancer_user::node::run(balancer_user::node::RunOptions { config, join })),
+        Command::CheckConfig { file } => {
+            let config = balancer_user::config::Config::load(&file)?;
+            if config.router.is_some() {
+                config.proxy_config()?;
+                balancer_user::router::tls::CertStore::load(&config.cert_specs()?)?;
+            }
+            println!("{}: ok", file.display());
+            Ok(())
+        }
     }
 }

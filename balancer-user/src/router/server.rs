@@ -17,6 +17,7 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
 };
 use rustls::ServerConfig;
+use arc_swap::ArcSwap;
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -56,11 +57,12 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// Serves HTTPS on `listener` until `shutdown` completes, then drains.
+/// Serves HTTPS on `listener` until `shutdown` completes, then drains. Each request is
+/// handled by the router `router` holds when it arrives, so a reload is a swap.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
-    router: Arc<Router>,
+    router: Arc<ArcSwap<Router>>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -107,7 +109,8 @@ pub async fn serve(
                 Err(_) => return debug!(%peer, "TLS handshake timed out"),
             };
             let service = service_fn(move |mut request: Request<Incoming>| {
-                let router = router.clone();
+                // The router in force when the request arrives (a reload swaps it).
+                let router = router.load_full();
                 request.extensions_mut().insert(ClientAddr(peer));
                 async move {
                     let request = request.map(|body| body.map_err(|e| BodyError(e.into())).boxed());

@@ -27,13 +27,7 @@ use super::{
 };
 
 pub fn external(host: &str) -> ExternalUrls {
-    ExternalUrls {
-        owa: Some(format!("https://{host}/owa")),
-        activesync: Some(format!("https://{host}/Microsoft-Server-ActiveSync")),
-        ews: Some(format!("https://{host}/EWS/Exchange.asmx")),
-        autodiscover: Some(format!("https://{host}/Autodiscover/Autodiscover.xml")),
-        oab: Some(format!("https://{host}/OAB")),
-    }
+    ExternalUrls::from_base(&format!("https://{host}"))
 }
 
 fn site(name: &str, version: Version, external: ExternalUrls) -> Site {

@@ -25,6 +25,20 @@ pub struct ExternalUrls {
     pub oab: Option<String>,
 }
 
+impl ExternalUrls {
+    /// Every virtual directory under one base URL (`https://www.usa.contoso.com`).
+    pub fn from_base(base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        Self {
+            owa: Some(format!("{base}/owa")),
+            activesync: Some(format!("{base}/Microsoft-Server-ActiveSync")),
+            ews: Some(format!("{base}/EWS/Exchange.asmx")),
+            autodiscover: Some(format!("{base}/Autodiscover/Autodiscover.xml")),
+            oab: Some(format!("{base}/OAB")),
+        }
+    }
+}
+
 /// How OWA redirects to another Internet-facing site (R8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OwaRedirect {

@@ -178,7 +178,7 @@ pub async fn spawn_front(
     tokio::spawn(balancer_user::router::server::serve(
         listener,
         tls,
-        Arc::new(router),
+        Arc::new(arc_swap::ArcSwap::from_pointee(router)),
         limits,
         async move {
             let _ = stopped.await;

@@ -1,0 +1,387 @@
+//! The `[router]` section and the L7 view of `[[sites]]`: what `balancer run` needs to build
+//! the router (topology, upstreams, certificates, limits). Every duration is written like
+//! `"30s"` or `"2m"`.
+
+use super::{yes, Config, Site};
+use crate::router::{
+    proxy::{HealthChecks, ProxyConfig, UpstreamNode},
+    server::Limits,
+    tls::CertSpec,
+    topology::{ExternalUrls, OwaRedirect, Topology},
+    version::Version,
+};
+use ahash::AHashMap;
+use anyhow::{bail, Context as _};
+use http::Uri;
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+use serde::Deserialize;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Where HTTPS is served.
+    #[serde(default = "default_https")]
+    pub https: SocketAddr,
+    /// Where plain HTTP (health checks, OWA redirected to https) is served; `""` for none.
+    #[serde(default = "default_http", deserialize_with = "optional_addr")]
+    pub http: Option<SocketAddr>,
+    /// Unix socket through which a restarted `balancer run` takes the listeners over.
+    #[serde(default = "default_handover_socket")]
+    pub handover_socket: PathBuf,
+    /// `link-page` (001's page with the right URL) or `redirect` (silent 302) for OWA (R8).
+    #[serde(default)]
+    pub owa_redirect: OwaRedirectMode,
+    /// Key of the signed affinity cookie (R5): the same on every node, 16 bytes or more.
+    pub cookie_secret: String,
+    #[serde(default = "yes")]
+    pub front_end_header: bool,
+    #[serde(default = "yes")]
+    pub back_end_header: bool,
+    /// Largest Autodiscover request body read to find the `EMailAddress` (R5).
+    #[serde(default = "default_autodiscover_body_limit")]
+    pub autodiscover_body_limit: usize,
+    /// One certificate per site name; the first is the default for unknown SNI.
+    pub certificates: Vec<Certificate>,
+    #[serde(default)]
+    pub upstreams: Upstreams,
+    #[serde(default)]
+    pub health: Health,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OwaRedirectMode {
+    #[default]
+    LinkPage,
+    Redirect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upstreams {
+    /// PEM files of the CAs that sign the upstream nodes' certificates (R15).
+    pub trust: Vec<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub max_in_flight_per_node: usize,
+    /// How long a node that refused a connection is left out (passive ejection).
+    #[serde(with = "humantime_serde")]
+    pub ejection: Duration,
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Self {
+            trust: Vec::new(),
+            connect_timeout: Duration::from_secs(3),
+            max_in_flight_per_node: 1024,
+            ejection: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    pub path: String,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        let d = HealthChecks::default();
+        Self {
+            path: d.path,
+            interval: d.interval,
+            timeout: d.timeout,
+            rise: d.rise,
+            fall: d.fall,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_h2_streams: u32,
+    /// How long in-flight requests may finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = Limits::default();
+        Self {
+            max_connections: d.max_connections,
+            handshake_timeout: d.handshake_timeout,
+            header_read_timeout: d.header_read_timeout,
+            max_header_bytes: d.max_header_bytes,
+            max_headers: d.max_headers,
+            max_h2_streams: d.max_h2_streams,
+            drain_timeout: d.drain_timeout,
+        }
+    }
+}
+
+/// A site's Client Access node or back end, as the router reaches it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// The server name the directory uses (`mbx-usa-1`, or a 2003 back end's name).
+    pub name: String,
+    /// `https://host[:port]`, or `http://` for a 2003 back end (R13).
+    pub url: String,
+    /// Where to connect (else the URL's host is resolved).
+    pub connect: Option<SocketAddr>,
+}
+
+fn default_https() -> SocketAddr {
+    "[::]:443".parse().expect("an address")
+}
+fn default_http() -> Option<SocketAddr> {
+    Some("[::]:80".parse().expect("an address"))
+}
+fn default_handover_socket() -> PathBuf {
+    PathBuf::from("/run/balancer/handover.sock")
+}
+fn default_autodiscover_body_limit() -> usize {
+    4096
+}
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.trim() {
+        "" => Ok(None),
+        addr => addr.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn uri(field: &str, text: &str, schemes: &[&str]) -> anyhow::Result<Uri> {
+    let uri: Uri = text
+        .parse()
+        .with_context(|| format!("{field}: {text:?} is not a URL"))?;
+    let scheme = uri.scheme_str().unwrap_or("");
+    if !schemes.contains(&scheme) || uri.host().is_none() {
+        bail!(
+            "{field}: {text:?} must be an absolute {} URL",
+            schemes.join(" or ")
+        );
+    }
+    Ok(uri)
+}
+
+impl Config {
+    /// The router's section; `balancer run` needs it.
+    pub fn router(&self) -> anyhow::Result<&RouterConfig> {
+        self.router
+            .as_ref()
+            .context("router: missing; `balancer run` needs the [router] section")
+    }
+
+    /// Checks the router's fields and the sites' L7 fields.
+    pub(super) fn validate_router(&self) -> anyhow::Result<()> {
+        for (s, site) in self.sites.iter().enumerate() {
+            if let Some(base) = &site.external_url {
+                uri(&format!("sites[{s}].external_url"), base, &["https"])?;
+            }
+            for (n, node) in site.nodes.iter().enumerate() {
+                if let Some(url) = &node.internal_url {
+                    uri(&format!("sites[{s}].nodes[{n}].internal_url"), url, &["https"])?;
+                }
+            }
+            let scheme: &[&str] = match site.version {
+                Version::Exchange2003 => &["http"],
+                _ => &["https"],
+            };
+            for (b, backend) in site.backends.iter().enumerate() {
+                uri(&format!("sites[{s}].backends[{b}].url"), &backend.url, scheme)?;
+            }
+        }
+        let Some(router) = &self.router else {
+            return Ok(());
+        };
+        if router.cookie_secret.len() < 16 {
+            bail!("router.cookie_secret: {} bytes; use 16 or more, the same on every node", router.cookie_secret.len());
+        }
+        if router.certificates.is_empty() {
+            bail!("router.certificates: empty; configure one certificate per site name");
+        }
+        for (c, cert) in router.certificates.iter().enumerate() {
+            if cert.names.is_empty() {
+                bail!("router.certificates[{c}].names: empty; list the SNI names it serves");
+            }
+        }
+        if self.site().backends.is_empty() {
+            bail!("sites[{}].backends: empty; this node's site needs a back end to serve its own mailboxes (R7)", self.node.site);
+        }
+        let h = &router.health;
+        if h.rise == 0 || h.fall == 0 {
+            bail!("router.health: rise and fall must be at least 1");
+        }
+        if !h.path.starts_with('/') {
+            bail!("router.health.path: {:?} must start with /", h.path);
+        }
+        if router.limits.max_connections == 0 {
+            bail!("router.limits.max_connections: must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The organisation as the decision sees it.
+    pub fn topology(&self) -> Topology {
+        let owa_redirect = match self.router.as_ref().map(|r| r.owa_redirect) {
+            Some(OwaRedirectMode::Redirect) => OwaRedirect::Found,
+            _ => OwaRedirect::LinkPage,
+        };
+        Topology {
+            sites: self.sites.iter().map(Site::l7).collect(),
+            this_site: self.node.site.clone(),
+            owa_redirect,
+        }
+    }
+
+    pub fn cert_specs(&self) -> anyhow::Result<Vec<CertSpec>> {
+        Ok(self
+            .router()?
+            .certificates
+            .iter()
+            .map(|c| CertSpec {
+                names: c.names.clone(),
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+            })
+            .collect())
+    }
+
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        let l = &self.router()?.limits;
+        Ok(Limits {
+            max_connections: l.max_connections,
+            handshake_timeout: l.handshake_timeout,
+            header_read_timeout: l.header_read_timeout,
+            max_header_bytes: l.max_header_bytes,
+            max_headers: l.max_headers,
+            max_h2_streams: l.max_h2_streams,
+            drain_timeout: l.drain_timeout,
+        })
+    }
+
+    /// The proxy's upstreams: this site's back ends (R7), the other sites' Client Access
+    /// nodes by their InternalURL (R8-R11), and the 2003 back ends by server name (R13).
+    pub fn proxy_config(&self) -> anyhow::Result<ProxyConfig> {
+        let router = self.router()?;
+        let backend = |b: &Backend| UpstreamNode {
+            name: b.name.clone(),
+            base: b.url.parse().expect("validated"),
+            addrs: b.connect.into_iter().collect(),
+        };
+        let mut sites = AHashMap::new();
+        let mut legacy = AHashMap::new();
+        for site in &self.sites {
+            if site.version.is_legacy() {
+                legacy.extend(site.backends.iter().map(|b| (b.name.clone(), backend(b))));
+            } else if site.name != self.node.site {
+                let nodes: Vec<UpstreamNode> = site
+                    .nodes
+                    .iter()
+                    .filter_map(|n| {
+                        Some(UpstreamNode {
+                            name: n.name.clone(),
+                            base: n.internal_url.as_ref()?.parse().expect("validated"),
+                            addrs: n.connect.into_iter().collect(),
+                        })
+                    })
+                    .collect();
+                sites.insert(site.name.clone(), nodes);
+            }
+        }
+        let mut trust = rustls::RootCertStore::empty();
+        for path in &router.upstreams.trust {
+            let field = || format!("router.upstreams.trust: {}", path.display());
+            for cert in CertificateDer::pem_file_iter(path).with_context(field)? {
+                trust.add(cert.with_context(field)?).with_context(field)?;
+            }
+        }
+        let h = &router.health;
+        Ok(ProxyConfig {
+            node_name: self.node.name.clone(),
+            local: self.site().backends.iter().map(backend).collect(),
+            sites,
+            legacy,
+            trust,
+            max_in_flight_per_node: router.upstreams.max_in_flight_per_node,
+            connect_timeout: router.upstreams.connect_timeout,
+            ejection: router.upstreams.ejection,
+            back_end_header: router.back_end_header,
+            health: HealthChecks {
+                path: h.path.clone(),
+                interval: h.interval,
+                timeout: h.timeout,
+                rise: h.rise,
+                fall: h.fall,
+            },
+        })
+    }
+}
+
+impl Site {
+    fn l7(&self) -> crate::router::topology::Site {
+        let mut external = self
+            .external_url
+            .as_deref()
+            .map(ExternalUrls::from_base)
+            .unwrap_or_default();
+        let o = &self.external_urls;
+        for (slot, url) in [
+            (&mut external.owa, &o.owa),
+            (&mut external.activesync, &o.activesync),
+            (&mut external.ews, &o.ews),
+            (&mut external.autodiscover, &o.autodiscover),
+            (&mut external.oab, &o.oab),
+        ] {
+            if url.is_some() {
+                slot.clone_from(url);
+            }
+        }
+        crate::router::topology::Site {
+            name: self.name.clone(),
+            version: self.version,
+            external,
+            redirect_enabled: self.redirect,
+        }
+    }
+}
+
+/// Per-virtual-directory ExternalURLs that differ from `external_url`'s defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalUrlOverrides {
+    pub owa: Option<String>,
+    pub activesync: Option<String>,
+    pub ews: Option<String>,
+    pub autodiscover: Option<String>,
+    pub oab: Option<String>,
+}

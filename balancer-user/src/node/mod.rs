@@ -1,0 +1,186 @@
+//! `balancer run`: one node of an array, end to end. It attaches (or adopts) the XDP data plane,
+//! fills its maps from the config, serves the router on the configured addresses, checks the
+//! upstreams, and then:
+//! - SIGHUP, or a change of the config file: reload. The new config is checked whole and the
+//!   new router built before anything changes; a config that fails is refused with its reason
+//!   and the running state is kept.
+//! - SIGTERM / Ctrl-C: stop accepting, drain in-flight requests (up to
+//!   `router.limits.drain_timeout`), exit. The XDP program and the maps stay pinned, so steering
+//!   continues while no process runs (R18); `balancer xdp detach` removes them.
+//! - A new `balancer run` on the same node: it takes the listening sockets over
+//!   ([`handover`]), and this process drains and exits.
+
+mod handover;
+mod l7;
+
+use crate::{
+    config::Config,
+    dataplane::{self, sync, DataplaneMaps},
+    router::{directory::PinnedDirectory, plain, server, tls},
+};
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use std::{
+    net::SocketAddr,
+    os::fd::{AsFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    signal::unix::{signal, SignalKind},
+    sync::watch,
+};
+use tracing::{error, info, warn};
+
+/// How often the config file's modification time is checked.
+const CONFIG_POLL: Duration = Duration::from_secs(2);
+/// Accept backlog of the listeners.
+const BACKLOG: u32 = 4096;
+
+pub struct RunOptions {
+    pub config: PathBuf,
+    /// Join a running array (see `balancer xdp attach --join`).
+    pub join: bool,
+}
+
+/// Runs the node until SIGTERM, Ctrl-C or a successor takes over.
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let mut config = Config::load(&opts.config)?;
+    let router_config = config.router()?.clone();
+    let (_loaded, report) = dataplane::bring_up(&config, opts.join)?;
+    for (interface, mode) in &report.interfaces {
+        info!(interface, ?mode, "XDP attached");
+    }
+    let pin_dir = config.dataplane.pin_dir.clone();
+    let directory = Arc::new(PinnedDirectory::open(&pin_dir)?);
+    let certs = tls::CertStore::load(&config.cert_specs()?).context("router.certificates")?;
+    let mut l7 = l7::L7::build(&config, directory.clone())?;
+    let routers = Arc::new(ArcSwap::from(l7.router.clone()));
+
+    // Listeners: the predecessor's, or new ones.
+    let handover_path = router_config.handover_socket.clone();
+    let inherited = handover::take(&handover_path)?.unwrap_or_default();
+    if !inherited.is_empty() {
+        info!(count = inherited.len(), "took the listeners over from the running process");
+    }
+    let mut inherited = inherited.into_iter().map(Some).collect::<Vec<_>>();
+    let https = listener(router_config.https, &mut inherited)?;
+    let http = match router_config.http {
+        Some(addr) => Some(listener(addr, &mut inherited)?),
+        None => None,
+    };
+    let mut fds: Vec<OwnedFd> = vec![https.as_fd().try_clone_to_owned()?];
+    if let Some(http) = &http {
+        fds.push(http.as_fd().try_clone_to_owned()?);
+    }
+    let offer = handover::Offer::bind(&handover_path)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let limits = config.limits()?;
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(server::serve(
+        https,
+        tls::server_config(certs.clone()),
+        routers.clone(),
+        limits.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    if let Some(http) = http {
+        servers.spawn(plain::serve(http, limits.clone(), stopped(stop_rx.clone())));
+    }
+    info!(https = %router_config.https, http = ?router_config.http, node = %config.node.name, "serving");
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut poll = tokio::time::interval(CONFIG_POLL);
+    let mut seen = modified(&opts.config);
+    let hand_over = offer.hand_over(&fds);
+    tokio::pin!(hand_over);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = poll.tick() => {
+                let now = modified(&opts.config);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+            }
+            _ = term.recv() => { info!("SIGTERM: draining"); break; }
+            _ = int.recv() => { info!("interrupted: draining"); break; }
+            () = &mut hand_over => { info!("a new process took over: draining"); break; }
+        }
+        match reload(&opts.config, &config, &certs, directory.clone()) {
+            Ok((new_config, new_l7)) => {
+                routers.store(new_l7.router.clone());
+                l7 = new_l7; // the old health checks stop with the old L7
+                config = new_config;
+                info!("config reloaded");
+            }
+            Err(e) => error!("config reload refused, the running config stays: {e:#}"),
+        }
+    }
+    let _ = stop_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    drop(l7);
+    info!("stopped; the XDP program stays attached and the maps pinned");
+    Ok(())
+}
+
+/// The listener for `addr`: an inherited socket bound to it, or a new one.
+fn listener(addr: SocketAddr, inherited: &mut [Option<OwnedFd>]) -> anyhow::Result<TcpListener> {
+    for slot in inherited.iter_mut() {
+        let Some(fd) = slot.take() else { continue };
+        let std = std::net::TcpListener::from(fd);
+        if std.local_addr().ok() == Some(addr) {
+            std.set_nonblocking(true)?;
+            return Ok(TcpListener::from_std(std)?);
+        }
+        *slot = Some(std.into());
+    }
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("binding {addr}"))?;
+    Ok(socket.listen(BACKLOG)?)
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Builds everything from the new config, then applies it; any error leaves the running state.
+fn reload(
+    path: &Path,
+    running: &Config,
+    certs: &tls::CertStore,
+    directory: Arc<PinnedDirectory>,
+) -> anyhow::Result<(Config, l7::L7)> {
+    let config = Config::load(path)?;
+    let (old, new) = (running.router()?, config.router()?);
+    if (old.https, old.http, &old.handover_socket) != (new.https, new.http, &new.handover_socket) {
+        warn!("router listen addresses changed: they take effect at the next restart");
+    }
+    if config.dataplane.pin_dir != running.dataplane.pin_dir {
+        anyhow::bail!("dataplane.pin_dir: cannot change while running; restart to move the pins");
+    }
+    let specs = config.cert_specs()?;
+    tls::CertStore::load(&specs).context("router.certificates")?;
+    let l7 = l7::L7::build(&config, directory)?;
+    let mut maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
+    let report = sync::apply(&config, &mut maps, sync::NewMembers::Joining)?;
+    dataplane::neighbours::prime(&config);
+    info!(?report, "data plane synchronised");
+    certs.reload(&specs).context("router.certificates")?;
+    Ok((config, l7))
+}
