@@ -8,9 +8,9 @@ mod router;
 
 pub use router::{Backend, ExternalUrlOverrides, RouterConfig};
 
+use crate::router::version::Version;
 use anyhow::{bail, Context as _};
 use balancer_common::{maps::MAX_NODES, node::DEFAULT_RING_SIZE};
-use crate::router::version::Version;
 use serde::Deserialize;
 use std::{
     collections::HashSet,

@@ -55,8 +55,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Xdp(cmd) => xdp::run(cmd),
         Command::Directory(args) => directory::run(args),
-        Command::Run { config, join } => tokio::runtime::Runtime::new()?
-            .block_on(balancer_user::node::run(balancer_user::node::RunOptions { config, join })),
+        Command::Run { config, join } => tokio::runtime::Runtime::new()?.block_on(
+            balancer_user::node::run(balancer_user::node::RunOptions { config, join }),
+        ),
         Command::CheckConfig { file } => {
             let config = balancer_user::config::Config::load(&file)?;
             if config.router.is_some() {

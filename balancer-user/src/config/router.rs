@@ -209,7 +209,11 @@ impl Config {
             }
             for (n, node) in site.nodes.iter().enumerate() {
                 if let Some(url) = &node.internal_url {
-                    uri(&format!("sites[{s}].nodes[{n}].internal_url"), url, &["https"])?;
+                    uri(
+                        &format!("sites[{s}].nodes[{n}].internal_url"),
+                        url,
+                        &["https"],
+                    )?;
                 }
             }
             let scheme: &[&str] = match site.version {
@@ -217,14 +221,21 @@ impl Config {
                 _ => &["https"],
             };
             for (b, backend) in site.backends.iter().enumerate() {
-                uri(&format!("sites[{s}].backends[{b}].url"), &backend.url, scheme)?;
+                uri(
+                    &format!("sites[{s}].backends[{b}].url"),
+                    &backend.url,
+                    scheme,
+                )?;
             }
         }
         let Some(router) = &self.router else {
             return Ok(());
         };
         if router.cookie_secret.len() < 16 {
-            bail!("router.cookie_secret: {} bytes; use 16 or more, the same on every node", router.cookie_secret.len());
+            bail!(
+                "router.cookie_secret: {} bytes; use 16 or more, the same on every node",
+                router.cookie_secret.len()
+            );
         }
         if router.certificates.is_empty() {
             bail!("router.certificates: empty; configure one certificate per site name");

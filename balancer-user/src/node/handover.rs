@@ -54,7 +54,10 @@ pub fn take(path: &Path) -> anyhow::Result<Option<Vec<OwnedFd>>> {
             // SAFETY: the kernel installed these descriptors in this process for us; each is
             // owned once, here.
             #[allow(unsafe_code)]
-            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
     // Wait for the predecessor to remove its socket path (end of stream).
@@ -73,8 +76,7 @@ pub struct Offer {
 impl Offer {
     pub fn bind(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         // A path left by a process that died: nothing answers it (`take` checked).
         let _ = std::fs::remove_file(path);

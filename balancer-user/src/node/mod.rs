@@ -63,7 +63,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let handover_path = router_config.handover_socket.clone();
     let inherited = handover::take(&handover_path)?.unwrap_or_default();
     if !inherited.is_empty() {
-        info!(count = inherited.len(), "took the listeners over from the running process");
+        info!(
+            count = inherited.len(),
+            "took the listeners over from the running process"
+        );
     }
     let mut inherited = inherited.into_iter().map(Some).collect::<Vec<_>>();
     let https = listener(router_config.https, &mut inherited)?;

@@ -5,6 +5,7 @@
 //! between requests), a maximum header size and count, and a cap on HTTP/2 streams.
 
 use super::{responses::BodyError, service::Router};
+use arc_swap::ArcSwap;
 use http_body_util::BodyExt as _;
 use hyper::{
     body::Incoming,
@@ -17,7 +18,6 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
 };
 use rustls::ServerConfig;
-use arc_swap::ArcSwap;
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;

@@ -23,6 +23,11 @@ impl Ca {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Distinct subject names: OpenSSL (curl) takes a leaf whose issuer equals its subject
+        // for a self-signed certificate.
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "balancer test CA");
         Self {
             cert: params.self_signed(&key).unwrap(),
             key,
@@ -39,6 +44,22 @@ impl Ca {
             vec![cert.der().clone()],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )
+    }
+
+    /// The CA certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A certificate for `name` and its key, PEM (for config files).
+    pub fn issue_pem(&self, name: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 
     pub fn roots(&self) -> rustls::RootCertStore {
@@ -75,7 +96,15 @@ pub async fn upstream_at(
     tls: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     at: SocketAddr,
 ) -> Upstream {
-    let listener = TcpListener::bind(at).await.unwrap();
+    upstream_on(name, tls, TcpListener::bind(at).await.unwrap())
+}
+
+/// As [`upstream`], on a listener of the caller's (bound in a test namespace, say).
+pub fn upstream_on(
+    name: &str,
+    tls: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    listener: TcpListener,
+) -> Upstream {
     let addr = listener.local_addr().unwrap();
     let acceptor = tls.map(|(chain, key)| {
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
