@@ -79,3 +79,73 @@ fn toml_syntax_errors_say_where() {
     let err = refused(|t| t.replacen("[dataplane]", "[dataplane", 1));
     assert!(err.contains("line"), "{err}");
 }
+
+#[test]
+fn router_fields_are_checked_with_their_names() {
+    let cases = [
+        (
+            "cookie_secret = \"change-me-to-32-random-bytes!!!!\"",
+            "cookie_secret = \"short\"",
+            "router.cookie_secret: 5 bytes",
+        ),
+        (
+            "url = \"http://be-2003.contoso.internal\"",
+            "url = \"https://be-2003.contoso.internal\"",
+            "sites[3].backends[0].url: \"https://be-2003.contoso.internal\" must be an absolute http URL",
+        ),
+        (
+            "external_url = \"https://www.europe.contoso.com\"",
+            "external_url = \"www.europe.contoso.com\"",
+            "sites[1].external_url",
+        ),
+        (
+            "internal_url = \"https://asia-1.contoso.internal\"",
+            "internal_url = \"http://asia-1.contoso.internal\"",
+            "sites[2].nodes[0].internal_url",
+        ),
+        ("rise = 2", "rise = 0", "router.health: rise and fall"),
+        ("interval = \"5s\"", "interval = \"often\"", "interval"),
+        ("version = \"2010\"", "version = \"2013\"", "unknown variant `2013`"),
+    ];
+    for (from, to, expected) in cases {
+        let err = refused(|t| t.replacen(from, to, 1));
+        assert!(
+            err.contains(expected),
+            "editing {from:?} -> {to:?}: expected {expected:?} in {err:?}"
+        );
+    }
+}
+
+#[test]
+fn the_example_gives_the_routers_topology_and_upstreams() {
+    let c = Config::parse(EXAMPLE).unwrap();
+    let topology = c.topology();
+    assert_eq!(topology.this_site, "usa");
+    let europe = topology.site("europe").unwrap();
+    assert_eq!(
+        europe.external.ews.as_deref(),
+        Some("https://www.europe.contoso.com/EWS/Exchange.asmx")
+    );
+    assert_eq!(
+        topology.site("asia").unwrap().external.owa,
+        None,
+        "R8: not Internet-facing"
+    );
+    let mut example = c.clone();
+    example.router.as_mut().unwrap().upstreams.trust.clear();
+    let proxy = example.proxy_config().unwrap();
+    assert_eq!(proxy.local[0].name, "mbx-usa-1", "R7: this site's back end");
+    assert_eq!(
+        proxy.sites["asia"][0].base.host(),
+        Some("asia-1.contoso.internal")
+    );
+    assert_eq!(
+        proxy.legacy["be-2003"].base.scheme_str(),
+        Some("http"),
+        "R13"
+    );
+    assert!(
+        !proxy.sites.contains_key("usa"),
+        "this site is not a remote site"
+    );
+}
