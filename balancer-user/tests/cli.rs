@@ -145,6 +145,15 @@ fn attach_inspect_operate_and_detach() {
         "usa-1",
         "R3: usa-2 down, its clients on usa-1"
     );
+    let status = cli.ok(&["xdp", "status"]);
+    assert!(
+        status.contains("usa-2") && status.contains("down"),
+        "{status}"
+    );
+    assert!(
+        status.contains("100.00%"),
+        "usa-1 holds the whole table: {status}"
+    );
     let stats = cli.ok(&["xdp", "stats"]);
     assert!(
         stats.contains("10.200.0.10:443") && stats.contains("usa-2"),

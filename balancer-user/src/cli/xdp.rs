@@ -58,6 +58,12 @@ pub enum XdpCommand {
         #[arg(long, default_value_t = 0)]
         client_port: u16,
     },
+    /// The array at a glance: each node's state and share of the active table, the VIPs, the
+    /// directory's size.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Per-VIP and per-node counters, summed over CPUs.
     Stats {
         #[arg(long)]
@@ -110,6 +116,7 @@ pub fn run(cmd: XdpCommand) -> anyhow::Result<()> {
             client_port,
         } => owner(&Config::load(&config)?, client, port, client_port),
         XdpCommand::Stats { config } => stats(&Config::load(&config)?),
+        XdpCommand::Status { config } => status(&Config::load(&config)?),
     }
 }
 
@@ -154,6 +161,45 @@ fn owner(config: &Config, client: IpAddr, port: u16, client_port: u16) -> anyhow
         (NO_NODE, _) => println!("no node (table empty: no healthy node)"),
         (_, Some(name)) => println!("{name}"),
         (id, None) => println!("node id {id} (not in this config)"),
+    }
+    Ok(())
+}
+
+fn status(config: &Config) -> anyhow::Result<()> {
+    use balancer_common::node::{NODE_FLAG_HEALTHY, NODE_FLAG_JOINED};
+    let maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
+    let cfg = maps.config().context("reading CONFIG")?;
+    let ring_size = config.dataplane.ring_size;
+    let table = maps.ring_table(active_slot(cfg.ring_select), ring_size)?;
+    println!(
+        "node {} of site {}; table of {ring_size} slots",
+        config.node.name, config.node.site
+    );
+    println!("{:<16} {:>4} {:<8} {:>8}", "node", "id", "state", "share");
+    for n in &config.site().nodes {
+        let flags = maps.nodes.get(&n.id, 0)?.flags;
+        let state = match (
+            flags & NODE_FLAG_HEALTHY != 0,
+            flags & NODE_FLAG_JOINED != 0,
+        ) {
+            (true, _) => "up",
+            (false, true) => "down",
+            (false, false) => "joining",
+        };
+        let slots = table.iter().filter(|&&owner| owner == n.id).count();
+        let share = 100.0 * slots as f64 / f64::from(ring_size);
+        println!("{:<16} {:>4} {:<8} {:>7.2}%", n.name, n.id, state, share);
+    }
+    for e in sync::vip_entries(&config.dataplane) {
+        println!("vip {}", e.label);
+    }
+    match balancer_user::router::directory::PinnedDirectory::open(&config.dataplane.pin_dir) {
+        Ok(d) => println!(
+            "directory: {} names (capacity {})",
+            d.count()?,
+            d.capacity()
+        ),
+        Err(e) => println!("directory: {e:#}"),
     }
     Ok(())
 }

@@ -21,6 +21,18 @@ fn refused(edit: impl Fn(&str) -> String) -> String {
     )
 }
 
+/// Each (from, to, expected): the example with `from` edited to `to` is refused with an error
+/// that contains `expected`.
+fn assert_refused(cases: &[(&str, &str, &str)]) {
+    for (from, to, expected) in cases {
+        let err = refused(|t| t.replacen(from, to, 1));
+        assert!(
+            err.contains(expected),
+            "editing {from:?} -> {to:?}: expected {expected:?} in {err:?}"
+        );
+    }
+}
+
 #[test]
 fn errors_name_the_field_and_the_reason() {
     let cases: [(&str, &str, &str); 8] = [
@@ -65,13 +77,7 @@ fn errors_name_the_field_and_the_reason() {
             "unknown field `mystery`",
         ),
     ];
-    for (from, to, expected) in cases {
-        let err = refused(|t| t.replacen(from, to, 1));
-        assert!(
-            err.contains(expected),
-            "editing {from:?} -> {to:?}: expected {expected:?} in {err:?}"
-        );
-    }
+    assert_refused(&cases);
 }
 
 #[test]
@@ -107,13 +113,7 @@ fn router_fields_are_checked_with_their_names() {
         ("interval = \"5s\"", "interval = \"often\"", "interval"),
         ("version = \"2010\"", "version = \"2013\"", "unknown variant `2013`"),
     ];
-    for (from, to, expected) in cases {
-        let err = refused(|t| t.replacen(from, to, 1));
-        assert!(
-            err.contains(expected),
-            "editing {from:?} -> {to:?}: expected {expected:?} in {err:?}"
-        );
-    }
+    assert_refused(&cases);
 }
 
 #[test]

@@ -48,6 +48,16 @@ impl PinnedDirectory {
         self.capacity
     }
 
+    /// The number of names (a walk over the keys).
+    pub fn count(&self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for key in self.map.keys() {
+            key?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The entry of one name.
     pub fn get(&self, name: &str) -> anyhow::Result<Option<NameEntry>> {
         let Ok(key) = key(name) else {
