@@ -32,7 +32,7 @@ struct Lab {
     dir: PathBuf,
     config: PathBuf,
     pin_dir: PathBuf,
-    _upstream: common::Upstream,
+    upstream: common::Upstream,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -81,7 +81,7 @@ impl Lab {
             dir,
             config,
             pin_dir,
-            _upstream: upstream,
+            upstream,
             _runtime: runtime,
         };
         lab.write_config("0123456789abcdef-cookie");
@@ -89,7 +89,7 @@ impl Lab {
     }
 
     fn write_config(&self, cookie_secret: &str) {
-        let port = self._upstream.addr.port();
+        let port = self.upstream.addr.port();
         let text = format!(
             r#"
 [node]

@@ -119,14 +119,14 @@ pub fn run(args: DirectoryArgs) -> anyhow::Result<()> {
             println!("{}: {}", record.address, plan.summary);
         }
         DirectoryCommand::Remove { name } => {
-            let name = name.trim().to_lowercase();
+            let name = normalize(&name)?;
             let plan = plan::remove(&directory.entries()?, &name)
                 .with_context(|| format!("no mailbox has the name {name}"))?;
             directory.apply(&plan)?;
             println!("removed {}", plan.deletes.join(", "));
         }
         DirectoryCommand::Lookup { name } => {
-            let name = name.trim().to_lowercase();
+            let name = normalize(&name)?;
             let entry = directory
                 .get(&name)?
                 .with_context(|| format!("no mailbox has the name {name}"))?;
@@ -143,6 +143,13 @@ pub fn run(args: DirectoryArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The name as the router looks it up (the identity rules' normalization).
+fn normalize(name: &str) -> anyhow::Result<String> {
+    balancer_user::router::identity::normalize(name).with_context(|| {
+        format!("{name:?} is not a name (empty, too long or with control characters)")
+    })
 }
 
 fn describe(name: &str, entry: &NameEntry) -> String {

@@ -46,9 +46,9 @@ pub struct RouterConfig {
     #[serde(default)]
     pub upstreams: Upstreams,
     #[serde(default)]
-    pub health: Health,
+    pub health: HealthChecks,
     #[serde(default)]
-    pub limits: LimitsConfig,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -87,62 +87,6 @@ impl Default for Upstreams {
             connect_timeout: Duration::from_secs(3),
             max_in_flight_per_node: 1024,
             ejection: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Health {
-    pub path: String,
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    pub rise: u32,
-    pub fall: u32,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        let d = HealthChecks::default();
-        Self {
-            path: d.path,
-            interval: d.interval,
-            timeout: d.timeout,
-            rise: d.rise,
-            fall: d.fall,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    pub max_connections: usize,
-    #[serde(with = "humantime_serde")]
-    pub handshake_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub max_headers: usize,
-    pub max_h2_streams: u32,
-    /// How long in-flight requests may finish after SIGTERM.
-    #[serde(with = "humantime_serde")]
-    pub drain_timeout: Duration,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let d = Limits::default();
-        Self {
-            max_connections: d.max_connections,
-            handshake_timeout: d.handshake_timeout,
-            header_read_timeout: d.header_read_timeout,
-            max_header_bytes: d.max_header_bytes,
-            max_headers: d.max_headers,
-            max_h2_streams: d.max_h2_streams,
-            drain_timeout: d.drain_timeout,
         }
     }
 }
@@ -288,16 +232,7 @@ impl Config {
     }
 
     pub fn limits(&self) -> anyhow::Result<Limits> {
-        let l = &self.router()?.limits;
-        Ok(Limits {
-            max_connections: l.max_connections,
-            handshake_timeout: l.handshake_timeout,
-            header_read_timeout: l.header_read_timeout,
-            max_header_bytes: l.max_header_bytes,
-            max_headers: l.max_headers,
-            max_h2_streams: l.max_h2_streams,
-            drain_timeout: l.drain_timeout,
-        })
+        Ok(self.router()?.limits.clone())
     }
 
     /// The proxy's upstreams: this site's back ends (R7), the other sites' Client Access
@@ -336,7 +271,6 @@ impl Config {
                 trust.add(cert.with_context(field)?).with_context(field)?;
             }
         }
-        let h = &router.health;
         Ok(ProxyConfig {
             node_name: self.node.name.clone(),
             local: self.site().backends.iter().map(backend).collect(),
@@ -347,13 +281,7 @@ impl Config {
             connect_timeout: router.upstreams.connect_timeout,
             ejection: router.upstreams.ejection,
             back_end_header: router.back_end_header,
-            health: HealthChecks {
-                path: h.path.clone(),
-                interval: h.interval,
-                timeout: h.timeout,
-                rise: h.rise,
-                fall: h.fall,
-            },
+            health: router.health.clone(),
         })
     }
 }

@@ -177,13 +177,12 @@ fn reload(
     if config.dataplane.pin_dir != running.dataplane.pin_dir {
         anyhow::bail!("dataplane.pin_dir: cannot change while running; restart to move the pins");
     }
-    let specs = config.cert_specs()?;
-    tls::CertStore::load(&specs).context("router.certificates")?;
+    let new_certs = tls::CertSet::read(&config.cert_specs()?).context("router.certificates")?;
     let l7 = l7::L7::build(&config, directory)?;
     let mut maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
     let report = sync::apply(&config, &mut maps, sync::NewMembers::Joining)?;
     dataplane::neighbours::prime(&config);
     info!(?report, "data plane synchronised");
-    certs.reload(&specs).context("router.certificates")?;
+    certs.install(new_certs);
     Ok((config, l7))
 }

@@ -23,19 +23,24 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-/// Limits of the front side. Idle HTTP/1.1 connections are closed by the header-read
-/// timeout; HTTP/2 connections are kept while the client answers keep-alive pings.
-#[derive(Debug, Clone)]
+/// Limits of the front side (the config's `[router.limits]`; durations like `"30s"`). Idle
+/// HTTP/1.1 connections are closed by the header-read timeout; HTTP/2 connections are kept
+/// while the client answers keep-alive pings.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_connections: usize,
+    #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// Deadline for a request's headers, and idle time allowed between HTTP/1.1 requests.
+    #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_h2_streams: u32,
     /// How long in-flight requests may run after shutdown begins.
+    #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
 }
 

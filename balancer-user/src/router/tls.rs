@@ -51,6 +51,16 @@ struct Certs {
     default: Arc<CertifiedKey>,
 }
 
+/// A certificate set read and checked, not yet in force.
+#[derive(Debug)]
+pub struct CertSet(Certs);
+
+impl CertSet {
+    pub fn read(specs: &[CertSpec]) -> Result<Self, TlsError> {
+        Ok(Self(build(specs)?))
+    }
+}
+
 /// Certificates by SNI name, swappable while connections are served.
 #[derive(Debug)]
 pub struct CertStore {
@@ -67,8 +77,14 @@ impl CertStore {
     /// Replaces the whole set, or nothing (the error says which file and why). Handshakes in
     /// progress finish with the certificate they started with.
     pub fn reload(&self, specs: &[CertSpec]) -> Result<(), TlsError> {
-        self.current.store(Arc::new(build(specs)?));
+        self.install(CertSet::read(specs)?);
         Ok(())
+    }
+
+    /// Puts a set read earlier in force (a reload that checks everything before changing
+    /// anything).
+    pub fn install(&self, set: CertSet) {
+        self.current.store(Arc::new(set.0));
     }
 
     /// The certificate for an SNI name: exact, then `*.parent`, then the default.

@@ -76,12 +76,15 @@ pub struct ProxyConfig {
     pub health: HealthChecks,
 }
 
-/// Active health checks of the upstream nodes (R17).
-#[derive(Debug, Clone)]
+/// Active health checks of the upstream nodes (R17; the config's `[router.health]`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HealthChecks {
     /// Path checked on every node (`GET`, 2xx = pass).
     pub path: String,
+    #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Consecutive passes that bring a node back.
     pub rise: u32,
