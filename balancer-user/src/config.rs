@@ -98,6 +98,43 @@ pub struct Dataplane {
     pub conn_table_entries: u32,
     /// The site's virtual IPs.
     pub vips: Vec<Vip>,
+    /// `balancer run`'s checks of the other nodes of the array.
+    #[serde(default)]
+    pub peer_checks: PeerChecks,
+}
+
+/// `balancer run` checks the other nodes of its array and marks them down or up in the
+/// table (R3, R17): a failed node's clients move to the others, and only they move. Each
+/// check is an HTTP `GET http://<underlay address>:<port><path>`, 2xx = pass (the router's
+/// plain-HTTP listener answers it). Without `balancer run`, `balancer xdp health` does this.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerChecks {
+    pub enabled: bool,
+    pub port: u16,
+    pub path: String,
+    #[serde(with = "humantime_serde")]
+    pub interval: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: std::time::Duration,
+    /// Consecutive passes that bring a node (back) into the table.
+    pub rise: u32,
+    /// Consecutive failures that take a node out of the table.
+    pub fall: u32,
+}
+
+impl Default for PeerChecks {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 80,
+            path: "/owa/healthcheck.htm".into(),
+            interval: std::time::Duration::from_secs(2),
+            timeout: std::time::Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+        }
+    }
 }
 
 fn default_pin_dir() -> PathBuf {
@@ -238,6 +275,24 @@ impl Config {
                         vip.address
                     );
                 }
+            }
+        }
+        let checks = &d.peer_checks;
+        if checks.enabled {
+            if checks.port == 0 {
+                bail!("dataplane.peer_checks.port: port 0 is not a port");
+            }
+            if !checks.path.starts_with('/') {
+                bail!(
+                    "dataplane.peer_checks.path: {:?} must start with /",
+                    checks.path
+                );
+            }
+            if checks.rise == 0 || checks.fall == 0 {
+                bail!("dataplane.peer_checks: rise and fall must be at least 1");
+            }
+            if checks.interval.is_zero() || checks.timeout.is_zero() {
+                bail!("dataplane.peer_checks: interval and timeout must be more than 0");
             }
         }
         let vip_count: usize = d.vips.iter().map(|v| v.ports.len()).sum();

@@ -6,12 +6,14 @@
 //!   writes VIPs, nodes and tables into the maps.
 //! - [`config`]: the node's configuration file (TOML).
 //! - [`router`]: the L7 Client Access logic (identity, decision, proxy, HTTPS front).
+//! - [`health`]: rise/fall verdicts of active health checks (upstreams and array peers).
 //! - [`node`]: `balancer run`, the data plane and the router together, with reload and
 //!   restart.
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod dataplane;
+pub mod health;
 pub mod maglev;
 pub mod node;
 pub mod router;

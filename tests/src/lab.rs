@@ -263,7 +263,12 @@ impl Lab {
         self.route_vip()?;
         for n in self.nodes.iter().filter(|n| n.active) {
             let config = self.config(n, Some(self.nodes[i].id))?;
-            sync::set_health(&config, &mut DataplaneMaps::open(&n.pin_dir)?, name, false)?;
+            sync::set_health(
+                &config,
+                &mut DataplaneMaps::open_for_write(&n.pin_dir)?,
+                name,
+                false,
+            )?;
         }
         Ok(())
     }
@@ -280,7 +285,7 @@ impl Lab {
         let id = self.nodes[i].id;
         for n in self.nodes.iter().filter(|n| n.active) {
             let config = self.config(n, Some(id))?;
-            let mut maps = DataplaneMaps::open(&n.pin_dir)?;
+            let mut maps = DataplaneMaps::open_for_write(&n.pin_dir)?;
             sync::apply(&config, &mut maps, sync::NewMembers::Joining)?;
             n.ns.run_in(|| neighbours::prime(&config))?;
         }
@@ -289,7 +294,12 @@ impl Lab {
         for n in &self.nodes {
             if n.active {
                 let config = self.config(n, None)?;
-                sync::set_health(&config, &mut DataplaneMaps::open(&n.pin_dir)?, name, true)?;
+                sync::set_health(
+                    &config,
+                    &mut DataplaneMaps::open_for_write(&n.pin_dir)?,
+                    name,
+                    true,
+                )?;
             }
         }
         self.route_vip()

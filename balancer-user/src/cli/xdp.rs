@@ -76,7 +76,7 @@ pub fn run(cmd: XdpCommand) -> anyhow::Result<()> {
         XdpCommand::Attach { config, join } => attach(&Config::load(&config)?, join),
         XdpCommand::Sync { config } => {
             let config = Config::load(&config)?;
-            let mut maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
+            let mut maps = DataplaneMaps::open_for_write(&config.dataplane.pin_dir)?;
             let report = sync::apply(&config, &mut maps, sync::NewMembers::Joining)?;
             dataplane::neighbours::prime(&config);
             println!("{report:?}");
@@ -101,7 +101,7 @@ pub fn run(cmd: XdpCommand) -> anyhow::Result<()> {
             state,
         } => {
             let config = Config::load(&config)?;
-            let mut maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
+            let mut maps = DataplaneMaps::open_for_write(&config.dataplane.pin_dir)?;
             let changed = sync::set_health(&config, &mut maps, &node, state == "up")?;
             println!(
                 "{node} {state}; table {}",

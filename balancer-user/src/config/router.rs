@@ -202,6 +202,30 @@ impl Config {
         if router.limits.max_connections == 0 {
             bail!("router.limits.max_connections: must be at least 1");
         }
+        self.validate_peer_check_listener(router)
+    }
+
+    /// The array's peers check this node's health on its underlay address
+    /// (`dataplane.peer_checks`): the plain-HTTP listener must answer there.
+    fn validate_peer_check_listener(&self, router: &RouterConfig) -> anyhow::Result<()> {
+        let checks = &self.dataplane.peer_checks;
+        if !checks.enabled || self.site().nodes.len() < 2 {
+            return Ok(());
+        }
+        let me = self.this_node();
+        let Some(http) = router.http else {
+            bail!("router.http: \"\" (off), but the array's peers check this node over plain HTTP (dataplane.peer_checks); listen on [::]:{} or set dataplane.peer_checks.enabled = false", checks.port);
+        };
+        let underlay: Vec<std::net::IpAddr> = me
+            .underlay_v4
+            .map(Into::into)
+            .into_iter()
+            .chain(me.underlay_v6.map(Into::into))
+            .collect();
+        let reachable = http.ip().is_unspecified() || underlay.contains(&http.ip());
+        if http.port() != checks.port || !reachable {
+            bail!("router.http: {http} does not answer where the array's peers check this node (port {} of its underlay address, dataplane.peer_checks); listen on [::]:{} or change dataplane.peer_checks.port", checks.port, checks.port);
+        }
         Ok(())
     }
 

@@ -109,9 +109,26 @@ fn router_fields_are_checked_with_their_names() {
             "internal_url = \"http://asia-1.contoso.internal\"",
             "sites[2].nodes[0].internal_url",
         ),
-        ("rise = 2", "rise = 0", "router.health: rise and fall"),
+        ("rise = 2 ", "rise = 0 ", "dataplane.peer_checks: rise and fall"),
+        (
+            "rise = 2                         #",
+            "rise = 0 #",
+            "router.health: rise and fall",
+        ),
         ("interval = \"5s\"", "interval = \"often\"", "interval"),
         ("version = \"2010\"", "version = \"2013\"", "unknown variant `2013`"),
+        (
+            "http = \"[::]:80\"",
+            "http = \"10.200.0.10:80\"",
+            "router.http: 10.200.0.10:80 does not answer where the array's peers check",
+        ),
+        (
+            "http = \"[::]:80\"",
+            "http = \"\"",
+            "router.http: \"\" (off), but the array's peers check",
+        ),
+        ("port = 80 ", "port = 8080 ", "router.http: [::]:80 does not answer"),
+        ("fall = 3                  #", "fall = 3\nextra = 1 #", "unknown field `extra`"),
     ];
     assert_refused(&cases);
 }

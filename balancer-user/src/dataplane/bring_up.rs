@@ -29,6 +29,7 @@ pub fn bring_up(config: &Config, join: bool) -> anyhow::Result<(Loaded, BringUpR
         ring_size: dp.ring_size,
         conn_table_entries: dp.conn_table_entries,
     })?;
+    let _writer = super::maps::writer_lock(&dp.pin_dir)?;
     let new = if loaded.adopted {
         sync::NewMembers::Joining
     } else {

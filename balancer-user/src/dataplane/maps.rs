@@ -12,7 +12,8 @@ use balancer_common::{
     stats::Counters,
     vip::{VipInfo, VipKey},
 };
-use std::path::Path;
+use nix::fcntl::{Flock, FlockArg};
+use std::{fs::File, path::Path};
 
 /// The maps of one loaded (or pinned) XDP program.
 pub struct DataplaneMaps {
@@ -23,6 +24,8 @@ pub struct DataplaneMaps {
     pub conn_table: HashMap<MapData, FlowKey, FlowEntry>,
     pub vip_stats: PerCpuArray<MapData, Counters>,
     pub node_stats: PerCpuArray<MapData, Counters>,
+    /// Held by a writer of pinned maps ([`DataplaneMaps::open_for_write`]).
+    _writer: Option<Flock<File>>,
 }
 
 impl DataplaneMaps {
@@ -48,6 +51,17 @@ impl DataplaneMaps {
         Self::from_maps(&mut open)
     }
 
+    /// As [`DataplaneMaps::open`], holding the pin directory's writer lock until dropped: the
+    /// table is published in several steps (write a free ring slot, then flip the selector),
+    /// so two writers (`balancer run`'s peer checks, a reload, `balancer xdp health`) must
+    /// not interleave. Waits for a running writer to finish.
+    pub fn open_for_write(pin_dir: &Path) -> anyhow::Result<Self> {
+        let lock = writer_lock(pin_dir)?;
+        let mut maps = Self::open(pin_dir)?;
+        maps._writer = Some(lock);
+        Ok(maps)
+    }
+
     fn from_maps(get: &mut dyn FnMut(&str) -> anyhow::Result<Map>) -> anyhow::Result<Self> {
         Ok(Self {
             vips: HashMap::try_from(get(names::VIPS)?)?,
@@ -57,6 +71,7 @@ impl DataplaneMaps {
             conn_table: HashMap::try_from(get(names::CONN_TABLE)?)?,
             vip_stats: PerCpuArray::try_from(get(names::VIP_STATS)?)?,
             node_stats: PerCpuArray::try_from(get(names::NODE_STATS)?)?,
+            _writer: None,
         })
     }
 
@@ -130,6 +145,20 @@ impl DataplaneMaps {
     pub fn node_counters(&self, id: u32) -> anyhow::Result<Counters> {
         Ok(sum(self.node_stats.get(&id, 0)?.iter()))
     }
+}
+
+/// The pin directory's writer lock (an exclusive `flock` on the directory), held while the
+/// maps are written; waits for a running writer to finish.
+pub fn writer_lock(pin_dir: &Path) -> anyhow::Result<Flock<File>> {
+    let dir = File::open(pin_dir).with_context(|| {
+        format!(
+            "opening {}: is the data plane attached (`balancer xdp attach`)?",
+            pin_dir.display()
+        )
+    })?;
+    Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("locking {} for writing", pin_dir.display()))
 }
 
 /// Sums per-CPU counters.

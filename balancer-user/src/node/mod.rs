@@ -1,6 +1,6 @@
 //! `balancer run`: one node of an array, end to end. It attaches (or adopts) the XDP data plane,
 //! fills its maps from the config, serves the router on the configured addresses, checks the
-//! upstreams, and then:
+//! upstreams and the array's other nodes ([`peers`]), and then:
 //! - SIGHUP, or a change of the config file: reload. The new config is checked whole and the
 //!   new router built before anything changes; a config that fails is refused with its reason
 //!   and the running state is kept.
@@ -12,6 +12,7 @@
 
 mod handover;
 mod l7;
+mod peers;
 
 use crate::{
     config::Config,
@@ -57,6 +58,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let directory = Arc::new(PinnedDirectory::open(&pin_dir)?);
     let certs = tls::CertStore::load(&config.cert_specs()?).context("router.certificates")?;
     let mut l7 = l7::L7::build(&config, directory.clone())?;
+    let mut peer_checks = peers::spawn(&config)?;
     let routers = Arc::new(ArcSwap::from(l7.router.clone()));
 
     // Listeners: the predecessor's, or new ones.
@@ -123,6 +125,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             Ok((new_config, new_l7)) => {
                 routers.store(new_l7.router.clone());
                 l7 = new_l7; // the old health checks stop with the old L7
+                peer_checks = match peers::spawn(&new_config) {
+                    Ok(checks) => checks,
+                    Err(e) => {
+                        error!("array peer checks not restarted: {e:#}");
+                        peers::PeerChecks::none()
+                    }
+                };
                 config = new_config;
                 info!("config reloaded");
             }
@@ -132,6 +141,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
     drop(l7);
+    drop(peer_checks);
     info!("stopped; the XDP program stays attached and the maps pinned");
     Ok(())
 }
@@ -179,7 +189,7 @@ fn reload(
     }
     let new_certs = tls::CertSet::read(&config.cert_specs()?).context("router.certificates")?;
     let l7 = l7::L7::build(&config, directory)?;
-    let mut maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
+    let mut maps = DataplaneMaps::open_for_write(&config.dataplane.pin_dir)?;
     let report = sync::apply(&config, &mut maps, sync::NewMembers::Joining)?;
     dataplane::neighbours::prime(&config);
     info!(?report, "data plane synchronised");

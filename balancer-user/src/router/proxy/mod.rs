@@ -24,6 +24,7 @@ use super::{
     server::ClientAddr,
     service::{Forward, ResponseFuture, Target, VIA_HEADER},
 };
+use crate::health::{Thresholds, Verdict};
 use ahash::AHashMap;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty};
@@ -35,7 +36,7 @@ use hyper_util::{
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -92,6 +93,15 @@ pub struct HealthChecks {
     pub fall: u32,
 }
 
+impl HealthChecks {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            rise: self.rise,
+            fall: self.fall,
+        }
+    }
+}
+
 impl Default for HealthChecks {
     fn default() -> Self {
         Self {
@@ -111,9 +121,7 @@ struct Node {
     /// Milliseconds since `epoch` until which the node is ejected; 0: in.
     ejected_until: AtomicU64,
     /// The active checks' verdict (nodes start up).
-    healthy: AtomicBool,
-    /// Consecutive results against the current verdict (towards rise or fall).
-    streak: AtomicU32,
+    verdict: Verdict,
 }
 
 /// The proxy.
@@ -167,8 +175,7 @@ impl Proxy {
                 spec: spec.clone(),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight_per_node)),
                 ejected_until: AtomicU64::new(0),
-                healthy: AtomicBool::new(true),
-                streak: AtomicU32::new(0),
+                verdict: Verdict::new(true),
             })
         };
         let local = config.local.iter().map(node).collect();
@@ -206,15 +213,14 @@ impl Proxy {
 
     /// Out of rotation: failing its active checks, or ejected after a refused connection.
     fn is_out(&self, node: &Node) -> bool {
-        !node.healthy.load(Ordering::Relaxed)
-            || node.ejected_until.load(Ordering::Relaxed) > self.now_ms()
+        !node.verdict.healthy() || node.ejected_until.load(Ordering::Relaxed) > self.now_ms()
     }
 
     /// The active checks' verdict on a node, by name (for `balancer status` and tests).
     pub fn is_healthy(&self, name: &str) -> Option<bool> {
         self.all_nodes()
             .find(|n| n.spec.name == name)
-            .map(|n| n.healthy.load(Ordering::Relaxed))
+            .map(|n| n.verdict.healthy())
     }
 
     fn all_nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
@@ -261,21 +267,14 @@ impl Proxy {
             ),
             Err(_) => false,
         };
-        let healthy = node.healthy.load(Ordering::Relaxed);
-        if passed == healthy {
-            node.streak.store(0, Ordering::Relaxed);
-            return;
-        }
-        let streak = node.streak.fetch_add(1, Ordering::Relaxed) + 1;
-        let needed = if healthy { health.fall } else { health.rise };
-        if streak >= needed {
-            node.healthy.store(passed, Ordering::Relaxed);
-            node.streak.store(0, Ordering::Relaxed);
-            if passed {
+        match node.verdict.record(passed, health.thresholds()) {
+            Some((true, streak)) => {
                 info!(node = %node.spec.name, "upstream node up: passed {streak} health checks");
-            } else {
+            }
+            Some((false, streak)) => {
                 warn!(node = %node.spec.name, path = %health.path, "upstream node down: failed {streak} health checks");
             }
+            None => {}
         }
     }
 
