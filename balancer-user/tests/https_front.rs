@@ -253,6 +253,7 @@ async fn plain_http_redirects_owa_to_https_and_answers_health_checks() {
     tokio::spawn(balancer_user::router::plain::serve(
         listener,
         Limits::default(),
+        Some(http::HeaderValue::from_static("usa-1")),
         async move {
             let _ = stopped.await;
         },
@@ -267,7 +268,7 @@ async fn plain_http_redirects_owa_to_https_and_answers_health_checks() {
                     "-o",
                     "/dev/null",
                     "-w",
-                    "%{http_code} %{redirect_url}",
+                    "%{http_code} %{redirect_url} %header{x-balancer-front-end}",
                     "-H",
                     "Host: www.usa.contoso.com",
                 ])
@@ -284,7 +285,13 @@ async fn plain_http_redirects_owa_to_https_and_answers_health_checks() {
     })
     .await
     .unwrap();
-    assert_eq!(answers.0, "301 https://www.usa.contoso.com/owa/?ae=Folder");
-    assert_eq!(answers.1.trim(), "200", "R17 on port 80");
-    assert_eq!(answers.2.trim(), "403", "the other protocols need TLS");
+    assert_eq!(
+        answers.0,
+        "301 https://www.usa.contoso.com/owa/?ae=Folder usa-1"
+    );
+    assert_eq!(
+        answers.1, "200  usa-1",
+        "R17 on port 80; R20 names the node"
+    );
+    assert_eq!(answers.2, "403  usa-1", "the other protocols need TLS");
 }

@@ -10,6 +10,10 @@
 //! - [`lab`]: one site's array in namespaces (client, router, nodes running the data plane).
 //! - [`echo`]: the stand-in for the router on a lab node (says who it is, echoes).
 //! - [`client`]: lab clients connecting from chosen source addresses.
+//! - [`pki`]: a CA made at test time, and the certificates it issues.
+//! - [`upstream`]: a stand-in back end that says who it is (the router's tests, the lab).
+//! - [`contoso`]: the default Contoso topology with `balancer run` on every node (the demo,
+//!   `cargo xtask lab`).
 //! - [`fixture`]: the namespace and configuration of the BPF_PROG_TEST_RUN fixtures and benches.
 
 pub mod client;
@@ -18,4 +22,6 @@ pub mod fixture;
 pub mod lab;
 pub mod netns;
 pub mod packets;
+pub mod pki;
 pub mod privileges;
+pub mod upstream;

@@ -96,7 +96,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
     if let Some(http) = http {
-        servers.spawn(plain::serve(http, limits.clone(), stopped(stop_rx.clone())));
+        servers.spawn(plain::serve(
+            http,
+            limits.clone(),
+            routers.load().settings.front_end_value(),
+            stopped(stop_rx.clone()),
+        ));
     }
     info!(https = %router_config.https, http = ?router_config.http, node = %config.node.name, "serving");
 

@@ -4,10 +4,10 @@
 
 use super::{
     protocol::Protocol,
-    responses::{self, Body},
+    responses::{self, Body, FRONT_END_HEADER},
     server::Limits,
 };
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::{convert::Infallible, future::Future, sync::Arc};
@@ -50,8 +50,14 @@ pub fn respond<B>(request: &Request<B>) -> Response<Body> {
     responses::refuse(StatusCode::FORBIDDEN, "use https")
 }
 
-/// Serves plain HTTP/1.1 on `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, limits: Limits, shutdown: impl Future<Output = ()>) {
+/// Serves plain HTTP/1.1 on `listener` until `shutdown` completes; responses carry the
+/// front-end header `front_end` if given (R20).
+pub async fn serve(
+    listener: TcpListener,
+    limits: Limits,
+    front_end: Option<HeaderValue>,
+    shutdown: impl Future<Output = ()>,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
@@ -71,11 +77,18 @@ pub async fn serve(listener: TcpListener, limits: Limits, shutdown: impl Future<
             },
             () = &mut shutdown => return,
         };
-        let h1 = h1.clone();
+        let (h1, front_end) = (h1.clone(), front_end.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
-                Ok::<_, Infallible>(respond(&request))
+            let service = service_fn(|request: Request<hyper::body::Incoming>| {
+                let front_end = front_end.clone();
+                async move {
+                    let mut response = respond(&request);
+                    if let Some(v) = front_end {
+                        response.headers_mut().insert(FRONT_END_HEADER, v);
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
             if let Err(e) = h1.serve_connection(TokioIo::new(tcp), service).await {
                 debug!(%peer, error = %e, "plain HTTP connection ended with an error");

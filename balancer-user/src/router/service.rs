@@ -51,6 +51,15 @@ pub struct Settings {
     pub autodiscover_body_limit: usize,
 }
 
+impl Settings {
+    /// The front-end header's value, if it is switched on (R20).
+    pub fn front_end_value(&self) -> Option<HeaderValue> {
+        self.front_end_header
+            .then(|| HeaderValue::from_str(&self.node_name).ok())
+            .flatten()
+    }
+}
+
 /// The router of one node.
 pub struct Router {
     pub topology: Topology,
@@ -64,10 +73,8 @@ impl Router {
     /// Answers one request.
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
         let mut response = self.route(request).await;
-        if self.settings.front_end_header {
-            if let Ok(v) = HeaderValue::from_str(&self.settings.node_name) {
-                response.headers_mut().insert(FRONT_END_HEADER, v);
-            }
+        if let Some(v) = self.settings.front_end_value() {
+            response.headers_mut().insert(FRONT_END_HEADER, v);
         }
         response
     }
