@@ -201,6 +201,18 @@ async fn r7_local_and_r13_legacy_back_ends() {
         (200, "legacy-backend"),
         "R13 over HTTP: {body}"
     );
+    // A client on HTTP/2 (curl and browsers over TLS) still reaches the HTTP/1.1 back end.
+    let mut h2 = get(
+        "/exchange/legacy-user/",
+        &[("X-AnchorMailbox", "legacy-user@contoso.com")],
+    );
+    *h2.version_mut() = http::Version::HTTP_2;
+    let (status, back_end, body) = answer(&lab, h2).await;
+    assert_eq!(
+        (status.as_u16(), back_end.as_str()),
+        (200, "legacy-backend"),
+        "R13 from an HTTP/2 client: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

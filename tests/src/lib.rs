@@ -17,6 +17,7 @@
 //! - [`fixture`]: the namespace and configuration of the BPF_PROG_TEST_RUN fixtures and benches.
 
 pub mod client;
+pub mod contoso;
 pub mod echo;
 pub mod fixture;
 pub mod lab;

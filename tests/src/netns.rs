@@ -10,9 +10,11 @@ use std::{
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// A network namespace named `<prefix>-<pid>-<n>`, deleted on drop.
+/// A network namespace named `<prefix>-<pid>-<n>`, deleted on drop; or a named one that
+/// outlives its handle ([`Netns::persistent`]).
 pub struct Netns {
     name: String,
+    keep: bool,
 }
 
 impl Netns {
@@ -22,8 +24,18 @@ impl Netns {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
+        Self::add(name, false)
+    }
+
+    /// A namespace with exactly this name, left in place when the handle drops (a lab that
+    /// stays up); `ip netns del` removes it.
+    pub fn persistent(name: &str) -> anyhow::Result<Self> {
+        Self::add(name.to_string(), true)
+    }
+
+    fn add(name: String, keep: bool) -> anyhow::Result<Self> {
         run(Command::new("ip").args(["netns", "add", &name]))?;
-        let ns = Self { name };
+        let ns = Self { name, keep };
         ns.ip("link set lo up")?;
         Ok(ns)
     }
@@ -84,6 +96,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         // Deleting the namespace removes its interfaces (and the veth peers elsewhere).
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])

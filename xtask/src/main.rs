@@ -3,7 +3,8 @@
 //!
 //! - `build`: install what the eBPF build needs on a fresh machine, then build everything.
 //! - `test`: the whole test suite, privileged tests included (CI runs this as root).
-//! - `demo`: the L4 lab on the embedded default topology, checked row by row.
+//! - `demo`: the Contoso lab (every node running `balancer run`), checked case by case.
+//! - `lab up|down|status`: the same lab, kept running to explore.
 //! - `bench`: side-by-side measurements (`--quick` for CI).
 
 mod bench;
@@ -31,8 +32,14 @@ enum Command {
     },
     /// Run every test: unit, BPF_PROG_TEST_RUN fixtures, network-namespace tests (needs root).
     Test,
-    /// Build, create the lab in network namespaces, steer real connections, check, tear down.
+    /// Build, bring the Contoso lab up in network namespaces, send a request per case of
+    /// MISSION.md, fail nodes, check every row, take it down.
     Demo,
+    /// The Contoso lab of the demo, kept running: `up`, `down`, `status`.
+    Lab {
+        #[arg(value_parser = ["up", "down", "status"])]
+        action: String,
+    },
     /// Benchmarks, side by side with peers, reported as ratios.
     Bench {
         /// A short run (CI): the harness runs end to end, figures are not meaningful.
@@ -46,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Build { release } => build::run(release),
         Command::Test => test::run(),
         Command::Demo => demo::run(),
+        Command::Lab { action } => demo::lab(&action),
         Command::Bench { quick } => bench::run(quick),
     }
 }

@@ -184,6 +184,21 @@ pub fn attach(
     Ok(attached)
 }
 
+/// Attaches the XDP_PASS program to `interface` (native mode) and pins the link under
+/// `pin_dir`, as [`attach`] does: for the veth peers of a lab that outlives its process (a
+/// veth end receives the frames its peer sends with XDP_TX only if it runs an XDP program).
+pub fn attach_pass(loaded: &mut Loaded, interface: &str, pin_dir: &Path) -> anyhow::Result<()> {
+    let prog = loaded.pass_program();
+    let id = attach_mode(prog, interface, AyaXdpMode::Driver)?;
+    let link = FdLink::try_from(prog.take_link(id)?)
+        .context("XDP attachment is not a BPF link (kernel older than 5.9?)")?;
+    let path = link_path(pin_dir, interface);
+    std::fs::create_dir_all(path.parent().expect("has parent"))?;
+    link.pin(&path)
+        .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
+    Ok(())
+}
+
 fn attach_mode(
     prog: &mut Xdp,
     interface: &str,

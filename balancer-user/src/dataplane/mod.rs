@@ -15,6 +15,6 @@ mod object;
 pub mod sync;
 
 pub use bring_up::{bring_up, BringUpReport};
-pub use loader::{attach, detach, load, AttachedMode, LoadOptions, Loaded};
+pub use loader::{attach, attach_pass, detach, load, AttachedMode, LoadOptions, Loaded};
 pub use maps::DataplaneMaps;
 pub use object::OBJECT;

@@ -334,6 +334,10 @@ impl Proxy {
             &self.config.node_name,
         );
         parts.headers.remove(header::HOST);
+        // The client's HTTP version says nothing of the upstream's: the connection to it picks
+        // h2 or HTTP/1.1 by ALPN (plain http is HTTP/1.1), and hyper refuses to send an
+        // HTTP/2 request on an HTTP/1 connection.
+        parts.version = http::Version::HTTP_11;
         // A body that is known to be empty can be sent again to the next node.
         let replayable = hyper::body::Body::size_hint(&body).exact() == Some(0);
         let mut body = Some(body);
