@@ -17,6 +17,7 @@
 //! - [`hash`]: the affinity hash, identical in the kernel and in userspace tools.
 //! - [`encap`]: what the outer header of a forwarded packet carries.
 //! - [`directory`]: the mailbox-to-site directory the router reads (R6).
+//! - [`router_stats`]: the L7 router's counters.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod encap;
 pub mod hash;
 pub mod maps;
 pub mod node;
+pub mod router_stats;
 pub mod stats;
 pub mod vip;
 
@@ -47,6 +49,7 @@ mod pod {
         crate::conn::FlowKey,
         crate::conn::FlowEntry,
         crate::stats::Counters,
+        crate::router_stats::RouterCounters,
         crate::directory::MailboxName,
         crate::directory::MailboxEntry,
     );

@@ -29,9 +29,21 @@ pub const NODE_STATS: &str = "NODE_STATS";
 /// others, and carries BTF for bpftool. See [`crate::directory`].
 pub const DIRECTORY: &str = "DIRECTORY";
 
+/// `Array<RouterCounters>` of one entry: the L7 router's counters, written by `balancer run`
+/// (the XDP program does not use it). See [`crate::router_stats`].
+pub const ROUTER_STATS: &str = "ROUTER_STATS";
+
 /// Every map, for pinning and for the object-contents check.
-pub const ALL: [&str; 8] = [
-    VIPS, NODES, RING, CONFIG, CONN_TABLE, VIP_STATS, NODE_STATS, DIRECTORY,
+pub const ALL: [&str; 9] = [
+    VIPS,
+    NODES,
+    RING,
+    CONFIG,
+    CONN_TABLE,
+    VIP_STATS,
+    NODE_STATS,
+    DIRECTORY,
+    ROUTER_STATS,
 ];
 
 /// Name of the steering XDP program in the object.

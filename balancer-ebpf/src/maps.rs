@@ -12,6 +12,7 @@ use balancer_common::{
     directory::{MailboxEntry, MailboxName, DEFAULT_DIRECTORY_ENTRIES},
     maps::{DEFAULT_CONN_TABLE_ENTRIES, MAX_NODES, MAX_VIPS, VIP_STATS_ENTRIES},
     node::{DataplaneConfig, NodeInfo, DEFAULT_RING_SIZE, RING_SLOTS},
+    router_stats::RouterCounters,
     stats::Counters,
     vip::{VipInfo, VipKey},
 };
@@ -57,3 +58,7 @@ pub static DIRECTORY: HashMap<
     { DEFAULT_DIRECTORY_ENTRIES as usize },
     { BPF_F_NO_PREALLOC as usize },
 > = HashMap::new();
+
+/// The L7 router's counters (written by `balancer run`, never by this program).
+#[btf_map]
+pub static ROUTER_STATS: Array<RouterCounters, 1> = Array::new();

@@ -145,7 +145,7 @@ fn attach_inspect_operate_and_detach() {
         "usa-1",
         "R3: usa-2 down, its clients on usa-1"
     );
-    let status = cli.ok(&["xdp", "status"]);
+    let status = cli.ok(&["status"]);
     assert!(
         status.contains("usa-2") && status.contains("down"),
         "{status}"
@@ -154,7 +154,11 @@ fn attach_inspect_operate_and_detach() {
         status.contains("100.00%"),
         "usa-1 holds the whole table: {status}"
     );
-    let stats = cli.ok(&["xdp", "stats"]);
+    assert!(
+        status.contains("router: has never run on this node"),
+        "{status}"
+    );
+    let stats = cli.ok(&["stats"]);
     assert!(
         stats.contains("10.200.0.10:443") && stats.contains("usa-2"),
         "{stats}"

@@ -212,6 +212,24 @@ fn curl_in(ns: &Netns, dir: &Path, path: &str, extra: &[&str]) -> Result<(u16, S
     Ok((code.trim().parse().unwrap_or(0), body.to_string()))
 }
 
+/// The router's request total, as bpftool reads the pinned `ROUTER_STATS` map.
+fn router_requests(pin_dir: &Path) -> u64 {
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(pin_dir.join("ROUTER_STATS"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    dump[0]["formatted"]["value"]["requests"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no requests field in {dump}"))
+}
+
 fn terminate(child: &mut Child) {
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -288,6 +306,16 @@ fn run_serves_reloads_and_restarts_without_a_failed_connection() {
     assert_eq!(lab.curl("/owa/", &[]).unwrap().0, 200, "still serving");
     lab.write_config("0123456789abcdef-cookie");
 
+    // The router's counters are published into the pinned map for `status` and bpftool.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = lab.balancer(&["status", "--config", lab.config.to_str().unwrap()]);
+    assert!(status.contains("router: running (pid"), "{status}");
+    let before_restart = router_requests(&lab.pin_dir);
+    assert!(
+        before_restart >= 4,
+        "requests counted: {before_restart}\n{status}"
+    );
+
     // A restart while a client keeps connecting: every connection succeeds.
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -333,6 +361,12 @@ fn run_serves_reloads_and_restarts_without_a_failed_connection() {
         errors.lock().unwrap()
     );
     assert!(lab.log("second.log").contains("took the listeners over"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_restart = router_requests(&lab.pin_dir);
+    assert!(
+        after_restart > before_restart,
+        "totals carry over the restart: {before_restart} then {after_restart}"
+    );
     assert!(lab.log("first.log").contains("a new process took over"));
     drop(first);
     assert!(

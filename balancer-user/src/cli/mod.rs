@@ -1,8 +1,10 @@
 //! Command-line parsing and dispatch: one module per command group.
 
 mod directory;
+mod status;
 mod xdp;
 
+use balancer_user::config::Config;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -20,7 +22,7 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The L4 data plane: attach, detach, node health, owners, counters.
+    /// The L4 data plane: attach, sync, detach, node health, owners.
     #[command(subcommand)]
     Xdp(xdp::XdpCommand),
     /// Run this node: attach the data plane, serve the router, check the upstreams; SIGHUP or
@@ -37,6 +39,25 @@ pub enum Command {
     CheckConfig { file: std::path::PathBuf },
     /// The mailbox directory (R6): import, add, remove, lookup, list.
     Directory(directory::DirectoryArgs),
+    /// The node at a glance: the array (each node's state and share of the table), the VIPs,
+    /// the directory's size, the router (running, connections open, totals).
+    Status {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Counters per VIP, per node and of the router; `--watch` prints rates every interval.
+    Stats {
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Print rates per second every interval (`1s`, `500ms`) until interrupted.
+        #[arg(long, value_parser = humantime::parse_duration, num_args = 0..=1, default_missing_value = "1s")]
+        watch: Option<std::time::Duration>,
+    },
+    /// Detach the XDP program from every interface and remove the pinned maps and links.
+    Detach {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
 }
 
 pub fn init_tracing(json: bool) {
@@ -55,11 +76,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Xdp(cmd) => xdp::run(cmd),
         Command::Directory(args) => directory::run(args),
+        Command::Status { config } => status::status(&Config::load(&config)?),
+        Command::Stats { config, watch } => status::stats(&Config::load(&config)?, watch),
+        Command::Detach { config } => xdp::run(xdp::XdpCommand::Detach { config }),
         Command::Run { config, join } => tokio::runtime::Runtime::new()?.block_on(
             balancer_user::node::run(balancer_user::node::RunOptions { config, join }),
         ),
         Command::CheckConfig { file } => {
-            let config = balancer_user::config::Config::load(&file)?;
+            let config = Config::load(&file)?;
             if config.router.is_some() {
                 config.proxy_config()?;
                 balancer_user::router::tls::CertStore::load(&config.cert_specs()?)?;

@@ -1,12 +1,7 @@
 //! `balancer xdp ...`: the L4 data plane from the command line.
 
-use anyhow::{bail, Context as _};
-use balancer_common::{
-    hash::FlowTuple,
-    node::{active_slot, NO_NODE},
-    stats::Counters,
-    vip::PROTO_TCP,
-};
+use anyhow::bail;
+use balancer_common::{hash::FlowTuple, node::NO_NODE, vip::PROTO_TCP};
 use balancer_user::{
     config::Config,
     dataplane::{self, sync, DataplaneMaps},
@@ -58,17 +53,6 @@ pub enum XdpCommand {
         #[arg(long, default_value_t = 0)]
         client_port: u16,
     },
-    /// The array at a glance: each node's state and share of the active table, the VIPs, the
-    /// directory's size.
-    Status {
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Per-VIP and per-node counters, summed over CPUs.
-    Stats {
-        #[arg(long)]
-        config: PathBuf,
-    },
 }
 
 pub fn run(cmd: XdpCommand) -> anyhow::Result<()> {
@@ -115,8 +99,6 @@ pub fn run(cmd: XdpCommand) -> anyhow::Result<()> {
             port,
             client_port,
         } => owner(&Config::load(&config)?, client, port, client_port),
-        XdpCommand::Stats { config } => stats(&Config::load(&config)?),
-        XdpCommand::Status { config } => status(&Config::load(&config)?),
     }
 }
 
@@ -163,101 +145,4 @@ fn owner(config: &Config, client: IpAddr, port: u16, client_port: u16) -> anyhow
         (id, None) => println!("node id {id} (not in this config)"),
     }
     Ok(())
-}
-
-fn status(config: &Config) -> anyhow::Result<()> {
-    use balancer_common::node::{NODE_FLAG_HEALTHY, NODE_FLAG_JOINED};
-    let maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
-    let cfg = maps.config().context("reading CONFIG")?;
-    let ring_size = config.dataplane.ring_size;
-    let table = maps.ring_table(active_slot(cfg.ring_select), ring_size)?;
-    println!(
-        "node {} of site {}; table of {ring_size} slots",
-        config.node.name, config.node.site
-    );
-    println!("{:<16} {:>4} {:<8} {:>8}", "node", "id", "state", "share");
-    for n in &config.site().nodes {
-        let flags = maps.nodes.get(&n.id, 0)?.flags;
-        let state = match (
-            flags & NODE_FLAG_HEALTHY != 0,
-            flags & NODE_FLAG_JOINED != 0,
-        ) {
-            (true, _) => "up",
-            (false, true) => "down",
-            (false, false) => "joining",
-        };
-        let slots = table.iter().filter(|&&owner| owner == n.id).count();
-        let share = 100.0 * slots as f64 / f64::from(ring_size);
-        println!("{:<16} {:>4} {:<8} {:>7.2}%", n.name, n.id, state, share);
-    }
-    for e in sync::vip_entries(&config.dataplane) {
-        println!("vip {}", e.label);
-    }
-    match balancer_user::router::directory::PinnedDirectory::open(&config.dataplane.pin_dir) {
-        Ok(d) => println!(
-            "directory: {} names (capacity {})",
-            d.count()?,
-            d.capacity()
-        ),
-        Err(e) => println!("directory: {e:#}"),
-    }
-    Ok(())
-}
-
-fn stats(config: &Config) -> anyhow::Result<()> {
-    let maps = DataplaneMaps::open(&config.dataplane.pin_dir)?;
-    let cfg = maps.config().context("reading CONFIG")?;
-    println!(
-        "node {} active ring slot {}",
-        cfg.self_node,
-        active_slot(cfg.ring_select)
-    );
-    println!("{:<28} {}", "vip", header());
-    for e in sync::vip_entries(&config.dataplane) {
-        println!(
-            "{:<28} {}",
-            e.label,
-            row(&maps.vip_counters(e.info.vip_index)?)
-        );
-    }
-    println!(
-        "{:<28} {}",
-        "unattributed",
-        row(&maps.vip_counters(balancer_common::maps::UNATTRIBUTED_STATS_INDEX)?)
-    );
-    println!("{:<28} {}", "node", header());
-    for n in &config.site().nodes {
-        println!("{:<28} {}", n.name, row(&maps.node_counters(n.id)?));
-    }
-    Ok(())
-}
-
-fn header() -> String {
-    format!(
-        "{:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>10} {:>8} {:>6}",
-        "packets",
-        "bytes",
-        "local",
-        "forwarded",
-        "decap",
-        "malformed",
-        "continuity",
-        "2nd-ch",
-        "fib"
-    )
-}
-
-fn row(c: &Counters) -> String {
-    format!(
-        "{:>10} {:>12} {:>10} {:>10} {:>8} {:>9} {:>10} {:>8} {:>6}",
-        c.packets,
-        c.bytes,
-        c.passed_local,
-        c.forwarded,
-        c.decapsulated,
-        c.dropped_malformed,
-        c.continuity_hits,
-        c.second_chance,
-        c.fib_failures
-    )
 }

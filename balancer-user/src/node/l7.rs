@@ -5,6 +5,7 @@ use crate::{
     router::{
         directory::Directory,
         identity::cookie,
+        metrics::Metrics,
         proxy::Proxy,
         service::{Router, Settings},
     },
@@ -20,7 +21,11 @@ pub struct L7 {
 }
 
 impl L7 {
-    pub fn build(config: &Config, directory: Arc<dyn Directory>) -> anyhow::Result<Self> {
+    pub fn build(
+        config: &Config,
+        directory: Arc<dyn Directory>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let router_config = config.router()?;
         let proxy = Proxy::new(config.proxy_config()?);
         let health = proxy.spawn_health_checks();
@@ -34,6 +39,7 @@ impl L7 {
                 front_end_header: router_config.front_end_header,
                 autodiscover_body_limit: router_config.autodiscover_body_limit,
             },
+            metrics,
         };
         Ok(Self {
             router: Arc::new(router),

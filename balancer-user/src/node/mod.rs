@@ -17,7 +17,11 @@ mod peers;
 use crate::{
     config::Config,
     dataplane::{self, sync, DataplaneMaps},
-    router::{directory::PinnedDirectory, plain, server, tls},
+    router::{
+        directory::PinnedDirectory,
+        metrics::{self, Metrics, PinnedRouterStats},
+        plain, server, tls,
+    },
 };
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -37,6 +41,8 @@ use tracing::{error, info, warn};
 
 /// How often the config file's modification time is checked.
 const CONFIG_POLL: Duration = Duration::from_secs(2);
+/// How often the router's counters are published into the pinned map.
+const STATS_EVERY: Duration = Duration::from_secs(1);
 /// Accept backlog of the listeners.
 const BACKLOG: u32 = 4096;
 
@@ -57,9 +63,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let pin_dir = config.dataplane.pin_dir.clone();
     let directory = Arc::new(PinnedDirectory::open(&pin_dir)?);
     let certs = tls::CertStore::load(&config.cert_specs()?).context("router.certificates")?;
-    let mut l7 = l7::L7::build(&config, directory.clone())?;
-    let mut peer_checks = peers::spawn(&config)?;
-    let routers = Arc::new(ArcSwap::from(l7.router.clone()));
 
     // Listeners: the predecessor's, or new ones.
     let handover_path = router_config.handover_socket.clone();
@@ -70,6 +73,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             "took the listeners over from the running process"
         );
     }
+    // The counters carry on from what the predecessor published (read after it let go).
+    let mut router_stats = PinnedRouterStats::open(&pin_dir)?;
+    let metrics = Arc::new(Metrics::starting_from(router_stats.read()?));
+    let mut l7 = l7::L7::build(&config, directory.clone(), metrics.clone())?;
+    let mut peer_checks = peers::spawn(&config)?;
+    let routers = Arc::new(ArcSwap::from(l7.router.clone()));
     let mut inherited = inherited.into_iter().map(Some).collect::<Vec<_>>();
     let https = listener(router_config.https, &mut inherited)?;
     let http = match router_config.http {
@@ -112,6 +121,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut seen = modified(&opts.config);
     let hand_over = offer.hand_over(&fds);
     tokio::pin!(hand_over);
+    let publisher = tokio::spawn(metrics::publish(
+        metrics.clone(),
+        PinnedRouterStats::open(&pin_dir)?,
+        STATS_EVERY,
+    ));
+    let mut successor = false;
     loop {
         tokio::select! {
             _ = hup.recv() => {}
@@ -124,9 +139,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
             _ = term.recv() => { info!("SIGTERM: draining"); break; }
             _ = int.recv() => { info!("interrupted: draining"); break; }
-            () = &mut hand_over => { info!("a new process took over: draining"); break; }
+            () = &mut hand_over => {
+                info!("a new process took over: draining");
+                successor = true;
+                break;
+            }
         }
-        match reload(&opts.config, &config, &certs, directory.clone()) {
+        match reload(
+            &opts.config,
+            &config,
+            &certs,
+            directory.clone(),
+            metrics.clone(),
+        ) {
             Ok((new_config, new_l7)) => {
                 routers.store(new_l7.router.clone());
                 l7 = new_l7; // the old health checks stop with the old L7
@@ -143,8 +168,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             Err(e) => error!("config reload refused, the running config stays: {e:#}"),
         }
     }
+    // From here the successor, if any, publishes the counters.
+    publisher.abort();
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
+    if !successor {
+        router_stats.write(metrics.snapshot())?;
+    }
     drop(l7);
     drop(peer_checks);
     info!("stopped; the XDP program stays attached and the maps pinned");
@@ -183,6 +213,7 @@ fn reload(
     running: &Config,
     certs: &tls::CertStore,
     directory: Arc<PinnedDirectory>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Config, l7::L7)> {
     let config = Config::load(path)?;
     let (old, new) = (running.router()?, config.router()?);
@@ -193,7 +224,7 @@ fn reload(
         anyhow::bail!("dataplane.pin_dir: cannot change while running; restart to move the pins");
     }
     let new_certs = tls::CertSet::read(&config.cert_specs()?).context("router.certificates")?;
-    let l7 = l7::L7::build(&config, directory)?;
+    let l7 = l7::L7::build(&config, directory, metrics)?;
     let mut maps = DataplaneMaps::open_for_write(&config.dataplane.pin_dir)?;
     let report = sync::apply(&config, &mut maps, sync::NewMembers::Joining)?;
     dataplane::neighbours::prime(&config);

@@ -18,6 +18,7 @@
 pub mod decision;
 pub mod directory;
 pub mod identity;
+pub mod metrics;
 pub mod plain;
 pub mod protocol;
 pub mod proxy;

@@ -104,14 +104,22 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let (acceptor, router, h1, h2) = (acceptor.clone(), router.clone(), h1.clone(), h2.clone());
+        let metrics = router.load().metrics.clone();
         let watcher = graceful.watcher();
         let handshake_timeout = limits.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = metrics.connection();
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    metrics.tls_failure();
+                    return debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    metrics.tls_failure();
+                    return debug!(%peer, "TLS handshake timed out");
+                }
             };
             let service = service_fn(move |mut request: Request<Incoming>| {
                 // The router in force when the request arrives (a reload swaps it).

@@ -67,12 +67,15 @@ pub struct Router {
     pub cookie_key: cookie::Key,
     pub forward: Arc<dyn Forward>,
     pub settings: Settings,
+    /// Counters, kept across reloads (published by `balancer run`).
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 impl Router {
     /// Answers one request.
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
         let mut response = self.route(request).await;
+        self.metrics.response(response.status());
         if let Some(v) = self.settings.front_end_value() {
             response.headers_mut().insert(FRONT_END_HEADER, v);
         }
@@ -113,6 +116,7 @@ impl Router {
             availability: false,
         };
         let decision = decide(&facts, &self.topology);
+        self.metrics.decision(&decision);
         debug!(?protocol, identity = ?found.identity, ?decision, "decided");
         let set_cookie = match (&found.identity, &mailbox) {
             (Some(id), Some(m)) if id.source != Source::AffinityCookie => {

@@ -95,6 +95,7 @@ pub fn router(this_site: &str, forward: Arc<dyn Forward>) -> Router {
             front_end_header: true,
             autodiscover_body_limit: 4096,
         },
+        metrics: Default::default(),
     }
 }
 

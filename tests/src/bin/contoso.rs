@@ -70,7 +70,7 @@ fn up(prefix: &str) -> anyhow::Result<bool> {
         lab.dir.display()
     );
     println!(
-        "  {} xdp status --config {}",
+        "  {} status --config {}",
         lab.balancer().display(),
         lab.config_path("usa-1").display()
     );
