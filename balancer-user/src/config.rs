@@ -96,6 +96,10 @@ pub struct Dataplane {
     /// Capacity of the connection table (flows remembered per receiving node).
     #[serde(default = "default_conn_table_entries")]
     pub conn_table_entries: u32,
+    /// Names (addresses and aliases) the mailbox directory can hold; the map is not
+    /// preallocated, each name costs about 256 bytes of kernel memory.
+    #[serde(default = "default_directory_entries")]
+    pub directory_entries: u32,
     /// The site's virtual IPs.
     pub vips: Vec<Vip>,
     /// `balancer run`'s checks of the other nodes of the array.
@@ -145,6 +149,9 @@ fn default_ring_size() -> u32 {
 }
 fn default_conn_table_entries() -> u32 {
     balancer_common::maps::DEFAULT_CONN_TABLE_ENTRIES
+}
+fn default_directory_entries() -> u32 {
+    balancer_common::directory::DEFAULT_DIRECTORY_ENTRIES
 }
 fn default_ports() -> Vec<u16> {
     vec![80, 443]
@@ -256,6 +263,9 @@ impl Config {
         }
         if d.conn_table_entries == 0 {
             bail!("dataplane.conn_table_entries: must be at least 1");
+        }
+        if d.directory_entries == 0 {
+            bail!("dataplane.directory_entries: must be at least 1");
         }
         if d.vips.is_empty() {
             bail!("dataplane.vips: empty; configure at least one virtual IP");

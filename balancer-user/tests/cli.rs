@@ -87,6 +87,7 @@ name = "usa-1"
 [dataplane]
 interfaces = ["eth0"]
 pin_dir = "{}"
+directory_entries = 300000
 [[dataplane.vips]]
 address = "10.200.0.10"
 [[sites]]
@@ -157,6 +158,10 @@ fn attach_inspect_operate_and_detach() {
     assert!(
         status.contains("router: has never run on this node"),
         "{status}"
+    );
+    assert!(
+        status.contains("(capacity 300000)"),
+        "dataplane.directory_entries sizes the map: {status}"
     );
     let stats = cli.ok(&["stats"]);
     assert!(

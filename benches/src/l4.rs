@@ -138,6 +138,7 @@ pub fn run(results: &mut Results, quick: bool) -> anyhow::Result<()> {
             pin_dir: None,
             ring_size: fixture::RING_SIZE,
             conn_table_entries: 1024,
+            directory_entries: 1024,
         })?;
         sync::apply(
             &Config::parse(fixture::CONFIG)?,
@@ -205,6 +206,7 @@ pub fn run(results: &mut Results, quick: bool) -> anyhow::Result<()> {
         pin_dir: None,
         ring_size: fixture::RING_SIZE,
         conn_table_entries: 1024,
+        directory_entries: 1024,
     })?;
     let insns = loaded
         .program()

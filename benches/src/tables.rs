@@ -24,6 +24,7 @@ pub fn run(results: &mut Results, quick: bool) -> anyhow::Result<()> {
         pin_dir: None,
         ring_size: size,
         conn_table_entries: 1024,
+        directory_entries: 1024,
     })?;
     let mut cfg = loaded.maps.config()?;
     cfg.ring_size = size;

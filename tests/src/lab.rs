@@ -75,19 +75,7 @@ impl Lab {
         crate::privileges::require_root_and_bpffs()?;
         let client = Netns::new("lab-c")?;
         let router = Netns::new("lab-r")?;
-        router.sysctl("net.ipv4.ip_forward", "1")?;
-        router.sysctl("net.ipv4.fib_multipath_hash_policy", "1")?;
-        router.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
-        router.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
-        veth(&client, "c0", &router, "r-c")?;
-        // A veth leaves TCP checksums to be finished by "hardware" (CHECKSUM_PARTIAL); a frame
-        // a node forwards with XDP_TX loses that state and the owner would see a bad checksum.
-        // Real NICs deliver complete checksums: make the lab's client compute them in full.
-        run(client.command("ethtool").args(["-K", "c0", "tx", "off"]))?;
-        client.ip("addr add 10.9.0.2/30 dev c0")?;
-        router.ip("addr add 10.9.0.1/30 dev r-c")?;
-        client.ip("route add default via 10.9.0.1")?;
-        router.ip("route add 10.10.0.0/16 via 10.9.0.2")?;
+        wire_client_and_router(&client, &router)?;
         let clients: Vec<IpAddr> = (0..spec.clients).map(client_addr).collect();
         let batch: String = clients
             .iter()
@@ -130,6 +118,7 @@ impl Lab {
                 pin_dir: None,
                 ring_size: 13,
                 conn_table_entries: 16,
+                directory_entries: 16,
             })?;
             for i in &router_ifs {
                 loaded
@@ -332,6 +321,29 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir(&self.pin_root);
     }
+}
+
+/// The router namespace forwards (ECMP hashing on ports), and the client namespace reaches it
+/// over `c0` (10.9.0.2/30), with routes both ways for the client addresses (10.10.0.0/16).
+pub fn wire_client_and_router(client: &Netns, router: &Netns) -> anyhow::Result<()> {
+    for (key, value) in [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv4.fib_multipath_hash_policy", "1"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+    ] {
+        router.sysctl(key, value)?;
+    }
+    veth(client, "c0", router, "r-c")?;
+    // A veth leaves TCP checksums to be finished by "hardware" (CHECKSUM_PARTIAL); a frame
+    // a node forwards with XDP_TX loses that state and the owner would see a bad checksum.
+    // Real NICs deliver complete checksums: make the lab's client compute them in full.
+    run(client.command("ethtool").args(["-K", "c0", "tx", "off"]))?;
+    client.ip("addr add 10.9.0.2/30 dev c0")?;
+    router.ip("addr add 10.9.0.1/30 dev r-c")?;
+    client.ip("route add default via 10.9.0.1")?;
+    router.ip("route add 10.10.0.0/16 via 10.9.0.2")?;
+    Ok(())
 }
 
 /// Runs `cmd` with `input` on its standard input.

@@ -308,6 +308,7 @@ impl Lab {
             pin_dir: None,
             ring_size: RING_SIZE,
             conn_table_entries: 1024,
+            directory_entries: 1024,
         })?;
         let config = Config::parse(CONFIG)?;
         // Every member up: the array forms with this configuration.

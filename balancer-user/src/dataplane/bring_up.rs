@@ -28,6 +28,7 @@ pub fn bring_up(config: &Config, join: bool) -> anyhow::Result<(Loaded, BringUpR
         pin_dir: Some(dp.pin_dir.clone()),
         ring_size: dp.ring_size,
         conn_table_entries: dp.conn_table_entries,
+        directory_entries: dp.directory_entries,
     })?;
     let _writer = super::maps::writer_lock(&dp.pin_dir)?;
     let new = if loaded.adopted {

@@ -24,6 +24,8 @@ pub struct LoadOptions {
     pub pin_dir: Option<PathBuf>,
     pub ring_size: u32,
     pub conn_table_entries: u32,
+    /// Names the mailbox directory can hold (not preallocated).
+    pub directory_entries: u32,
 }
 
 /// A loaded object: programs verified and loaded, maps created or adopted.
@@ -69,7 +71,8 @@ pub fn load(opts: &LoadOptions) -> anyhow::Result<Loaded> {
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(names::RING, ring_entries)
-        .map_max_entries(names::CONN_TABLE, opts.conn_table_entries);
+        .map_max_entries(names::CONN_TABLE, opts.conn_table_entries)
+        .map_max_entries(names::DIRECTORY, opts.directory_entries);
     for (name, path) in &pin_paths {
         loader.map_pin_path(name, path.as_path());
     }

@@ -62,6 +62,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     let pin_dir = config.dataplane.pin_dir.clone();
     let directory = Arc::new(PinnedDirectory::open(&pin_dir)?);
+    let wanted = config.dataplane.directory_entries as usize;
+    if directory.capacity() != wanted {
+        warn!(
+            pinned = directory.capacity(),
+            wanted,
+            "dataplane.directory_entries differs from the pinned directory's capacity, which stays: \
+             detach (`balancer detach`) and start again to resize it (then import the directory)"
+        );
+    }
     let certs = tls::CertStore::load(&config.cert_specs()?).context("router.certificates")?;
 
     // Listeners: the predecessor's, or new ones.

@@ -176,22 +176,7 @@ impl Lab {
     fn network(&self) -> anyhow::Result<()> {
         let client = Netns::persistent(&self.ns("client"))?;
         let router = Netns::persistent(&self.ns("router"))?;
-        for (key, value) in [
-            ("net.ipv4.ip_forward", "1"),
-            ("net.ipv4.fib_multipath_hash_policy", "1"),
-            ("net.ipv4.conf.all.rp_filter", "0"),
-            ("net.ipv4.conf.default.rp_filter", "0"),
-        ] {
-            router.sysctl(key, value)?;
-        }
-        veth(&client, "c0", &router, "r-c")?;
-        // Full checksums from the client: a frame a node forwards with XDP_TX loses the
-        // veth's "checksum to be finished" state (see `lab`).
-        run(client.command("ethtool").args(["-K", "c0", "tx", "off"]))?;
-        client.ip("addr add 10.9.0.2/30 dev c0")?;
-        router.ip("addr add 10.9.0.1/30 dev r-c")?;
-        client.ip("route add default via 10.9.0.1")?;
-        router.ip("route add 10.10.0.0/16 via 10.9.0.2")?;
+        crate::lab::wire_client_and_router(&client, &router)?;
         for i in 1..=requests::CLIENTS {
             client.ip(&format!("addr add {}/32 dev lo", requests::client(i)))?;
         }
@@ -232,6 +217,7 @@ impl Lab {
                 pin_dir: Some(pins.clone()),
                 ring_size: 13,
                 conn_table_entries: 16,
+                directory_entries: 16,
             })?;
             for interface in &router_ifs {
                 dataplane::attach_pass(&mut loaded, interface, &pins)?;
@@ -432,12 +418,15 @@ impl Lab {
         let out = Command::new("ip").args(["netns", "list"]).output();
         let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
         let prefix = format!("{}-", self.prefix);
-        text.unwrap_or_default()
+        let mut names: Vec<String> = text
+            .unwrap_or_default()
             .lines()
             .filter_map(|l| l.split_whitespace().next())
             .filter(|n| n.starts_with(&prefix))
             .map(String::from)
-            .collect()
+            .collect();
+        names.sort();
+        names
     }
 
     /// Takes everything down: processes (SIGTERM), XDP attachments and pins, namespaces,
