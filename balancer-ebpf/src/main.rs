@@ -3,7 +3,8 @@
 //! `balancer_xdp` steers TCP to the site's virtual IPs and ports: parse ([`parse`]), look the
 //! VIP up, choose the owner ([`steer`]), then pass locally or encapsulate to the owner
 //! ([`tunnel`]). Everything else passes untouched. Maps are in [`maps`], counters in
-//! [`counters`]; their types come from `balancer-common`.
+//! [`counters`], rare events for the logs in [`events`]; their types come from
+//! `balancer-common`.
 //!
 //! `balancer_xdp_pass` only passes: the baseline in benchmarks, and the program put on veth
 //! peers so that they accept frames sent with XDP_TX.
@@ -11,6 +12,7 @@
 #![no_main]
 
 mod counters;
+mod events;
 mod maps;
 mod next_hop;
 mod packet;

@@ -59,6 +59,10 @@ pub static DIRECTORY: HashMap<
     { BPF_F_NO_PREALLOC as usize },
 > = HashMap::new();
 
+/// When each event kind was last reported, per CPU (kernel-only, not pinned): see `events`.
+#[btf_map]
+pub static EVENT_CLOCK: PerCpuArray<u64, { crate::events::KINDS as usize }> = PerCpuArray::new();
+
 /// The L7 router's counters (written by `balancer run`, never by this program).
 #[btf_map]
 pub static ROUTER_STATS: Array<RouterCounters, 1> = Array::new();

@@ -31,7 +31,7 @@
 //! frames are not all live at once; node entries are used in place in map memory.
 
 use crate::{
-    counters,
+    counters, events,
     maps::{CONFIG, CONN_TABLE, NODES, PARSED, RING, VIPS},
     packet::{address_words, len},
     parse::{self, Flow, Kind, Parsed, Verdict, L2},
@@ -431,11 +431,13 @@ fn forward(ctx: &XdpContext, cfg: &DataplaneConfig, flow: &Flow, vip: &VipInfo, 
     let bytes = len(ctx) as u64;
     let (Some(me), Some(peer)) = (node(cfg.self_node), node(hop.to)) else {
         counters::vip(vip.vip_index, |c| c.fib_failures += 1);
+        events::forward_failed(ctx, hop.to);
         return xdp_action::XDP_DROP;
     };
     let action = tunnel::encapsulate(ctx, flow, me, peer, hop);
     if action == tunnel::NO_ROUTE {
         counters::vip(vip.vip_index, |c| c.fib_failures += 1);
+        events::forward_failed(ctx, hop.to);
         return xdp_action::XDP_DROP;
     }
     counters::vip(vip.vip_index, |c| {

@@ -1406,7 +1406,17 @@ fn unresolved_next_hop_is_dropped_and_counted() -> anyhow::Result<()> {
             )
             .counts(StatsOf::Vip(vip4, 443), Stat::FibFailures, 0),
         ];
-        lab.run_cases(&cases)
+        let mut failures = lab.run_cases(&cases)?;
+        // The drop is also reported to the logs (aya-log), at most once a second per CPU.
+        let records = balancer_user::dataplane::kernel_log::drain(&mut lab.loaded)?;
+        let reported = records
+            .iter()
+            .filter(|r| r.starts_with("WARN") && r.contains("cannot forward to node 3"))
+            .count();
+        if reported == 0 || records.len() > 2 {
+            failures.push(format!("kernel log records: {records:?}"));
+        }
+        Ok(failures)
     })
 }
 

@@ -8,6 +8,7 @@
 
 mod bpffs;
 mod bring_up;
+pub mod kernel_log;
 pub mod loader;
 pub mod maps;
 pub mod neighbours;

@@ -56,10 +56,11 @@ pub struct RunOptions {
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut config = Config::load(&opts.config)?;
     let router_config = config.router()?.clone();
-    let (_loaded, report) = dataplane::bring_up(&config, opts.join)?;
+    let (mut loaded, report) = dataplane::bring_up(&config, opts.join)?;
     for (interface, mode) in &report.interfaces {
         info!(interface, ?mode, "XDP attached");
     }
+    let kernel_log = dataplane::kernel_log::forward(&mut loaded)?;
     let pin_dir = config.dataplane.pin_dir.clone();
     let directory = Arc::new(PinnedDirectory::open(&pin_dir)?);
     let wanted = config.dataplane.directory_entries as usize;
@@ -186,6 +187,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     drop(l7);
     drop(peer_checks);
+    kernel_log.abort();
     info!("stopped; the XDP program stays attached and the maps pinned");
     Ok(())
 }
