@@ -5,7 +5,7 @@ mod common;
 
 use ahash::AHashMap;
 use balancer_user::router::{
-    proxy::{HealthChecks, Proxy, ProxyConfig, BACK_END_HEADER},
+    proxy::{HealthChecks, Proxy, ProxyConfig, ResponseTimeouts, BACK_END_HEADER},
     responses::{Body, BodyError},
     service::Router,
     testing,
@@ -83,6 +83,11 @@ async fn lab_with(health: HealthChecks) -> Lab {
         ejection: Duration::from_secs(30),
         back_end_header: true,
         health,
+        timeouts: ResponseTimeouts {
+            default: Duration::from_secs(1),
+            activesync: Duration::from_secs(10),
+            rpc: Duration::from_secs(10),
+        },
     });
     let router = testing::router("usa", Arc::new(proxy.clone()));
     Lab {
@@ -323,4 +328,33 @@ async fn r17_active_checks_take_a_dead_node_out_and_bring_it_back() {
     let (_, back, _) = answer(&lab, get("/owa/", &[ASIA])).await;
     assert_eq!(back, sticky, "R14: the mailbox goes back to its node");
     checks.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r19_per_path_timeouts_let_long_polls_wait_and_cut_slow_answers() {
+    let lab = lab().await;
+    let usa = ("X-AnchorMailbox", "usa-user@contoso.com");
+    // An ActiveSync Ping hangs (here 1.5 s) within its own, longer limit (10 s here).
+    let (status, back_end, body) = answer(
+        &lab,
+        request(
+            "POST",
+            "/Microsoft-Server-ActiveSync?Cmd=Ping&delay_ms=1500",
+            &[usa],
+            Bytes::new(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), back_end.as_str()),
+        (200, "usa-backend"),
+        "{body}"
+    );
+    // The same wait on OWA exceeds the default limit (1 s here): 504 with the reason.
+    let (status, _, body) = answer(&lab, get("/owa/?delay_ms=1500", &[usa])).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(body.contains("did not answer within 1 s"), "{body}");
+    // And the node is not taken for dead: the next request is served.
+    let (status, _, _) = answer(&lab, get("/owa/", &[usa])).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -91,6 +91,7 @@ async fn r19_a_1_gib_rpc_in_data_body_streams_through() {
         ejection: Duration::from_secs(30),
         back_end_header: true,
         health: HealthChecks::default(),
+        timeouts: Default::default(),
     });
     let router = testing::router("usa", Arc::new(proxy));
     let body: Body = Generated {

@@ -1,6 +1,7 @@
 //! A stand-in upstream (a mailbox back end, or a 2003 back-end server): it answers every
 //! request with `<name> <path> fwd=<x-forwarded-for> via=<x-balancer-via> bytes=<body length>`,
-//! over TLS or plain HTTP. Used by the router's tests and, as the `lab-upstream` binary, by the
+//! over TLS or plain HTTP. A query parameter `delay_ms=N` makes it wait N ms before answering
+//! (a long poll). Used by the router's tests and, as the `lab-upstream` binary, by the
 //! Contoso lab.
 
 use bytes::Bytes;
@@ -87,6 +88,9 @@ pub fn upstream_on(
                             .path_and_query()
                             .map(|p| p.to_string())
                             .unwrap_or_default();
+                        if let Some(ms) = delay_ms(&path) {
+                            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                        }
                         let mut body = req.into_body();
                         let mut n = 0usize;
                         // Count until the end, or the first error (a body that failed is over).
@@ -124,4 +128,13 @@ pub fn upstream_on(
         task,
         _alive: alive,
     }
+}
+
+/// The `delay_ms` query parameter of a path and query.
+fn delay_ms(path_and_query: &str) -> Option<u64> {
+    let (_, query) = path_and_query.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("delay_ms="))
+        .and_then(|v| v.parse().ok())
 }

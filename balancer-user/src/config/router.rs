@@ -4,7 +4,7 @@
 
 use super::{yes, Config, Site};
 use crate::router::{
-    proxy::{HealthChecks, ProxyConfig, UpstreamNode},
+    proxy::{HealthChecks, ProxyConfig, ResponseTimeouts, UpstreamNode},
     server::Limits,
     tls::CertSpec,
     topology::{ExternalUrls, OwaRedirect, Topology},
@@ -47,6 +47,9 @@ pub struct RouterConfig {
     pub upstreams: Upstreams,
     #[serde(default)]
     pub health: HealthChecks,
+    /// How long an upstream may take to start its answer, per protocol (R19).
+    #[serde(default)]
+    pub timeouts: ResponseTimeouts,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -306,6 +309,7 @@ impl Config {
             ejection: router.upstreams.ejection,
             back_end_header: router.back_end_header,
             health: router.health.clone(),
+            timeouts: router.timeouts.clone(),
         })
     }
 }

@@ -165,4 +165,9 @@ fn the_example_gives_the_routers_topology_and_upstreams() {
         !proxy.sites.contains_key("usa"),
         "this site is not a remote site"
     );
+    assert_eq!(
+        proxy.timeouts.for_path("/Microsoft-Server-ActiveSync"),
+        std::time::Duration::from_secs(61 * 60),
+        "R19: [router.timeouts] reaches the proxy"
+    );
 }

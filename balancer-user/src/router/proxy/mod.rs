@@ -17,6 +17,9 @@
 pub mod headers;
 pub mod pick;
 pub mod resolver;
+mod timeouts;
+
+pub use timeouts::ResponseTimeouts;
 
 use super::{
     decision::Pick,
@@ -75,6 +78,7 @@ pub struct ProxyConfig {
     pub ejection: Duration,
     pub back_end_header: bool,
     pub health: HealthChecks,
+    pub timeouts: ResponseTimeouts,
 }
 
 /// Active health checks of the upstream nodes (R17; the config's `[router.health]`).
@@ -349,7 +353,19 @@ impl Proxy {
             let Some(this_body) = body.take() else { break };
             let mut attempt = Request::from_parts(parts.clone(), this_body);
             *attempt.uri_mut() = upstream_uri(&node.spec.base, parts.uri.path_and_query());
-            match self.client.request(attempt).await {
+            let limit = self.config.timeouts.for_path(parts.uri.path());
+            let Ok(answer) = tokio::time::timeout(limit, self.client.request(attempt)).await else {
+                warn!(node = %node.spec.name, path = parts.uri.path(), ?limit, "upstream did not answer in time");
+                return responses::refuse(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "upstream {} did not answer within {} s",
+                        node.spec.name,
+                        limit.as_secs()
+                    ),
+                );
+            };
+            match answer {
                 Ok(response) => return self.relay(response, node, permit),
                 Err(e) if e.is_connect() => {
                     last_error = format!("{}: {}", node.spec.name, error_chain(&e));
