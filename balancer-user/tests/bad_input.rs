@@ -56,6 +56,8 @@ impl Forward for Counting {
 struct Front {
     addr: SocketAddr,
     connector: TlsConnector,
+    /// Offers ALPN h2.
+    h2_connector: TlsConnector,
     reached: Arc<AtomicUsize>,
     paths: Arc<std::sync::Mutex<Vec<String>>>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -97,9 +99,12 @@ async fn start(limits: Limits) -> Front {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
+    let mut h2_config = config.clone();
+    h2_config.alpn_protocols = vec![b"h2".to_vec()];
     Front {
         addr,
         connector: TlsConnector::from(Arc::new(config)),
+        h2_connector: TlsConnector::from(Arc::new(h2_config)),
         reached,
         paths,
         _shutdown: tx,
@@ -232,4 +237,41 @@ async fn a_flood_of_idle_connections_up_to_the_cap_is_shed() {
             "idle connection closed: {r}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_http2_connections_are_closed_after_the_idle_timeout() {
+    let limits = Limits {
+        h2_idle_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let front = start(limits).await;
+    let tcp = TcpStream::connect(front.addr).await.unwrap();
+    let tls = front
+        .h2_connector
+        .connect(ServerName::try_from("www.usa.contoso.com").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(conn);
+    let request = Request::get("https://www.usa.contoso.com/owa/healthcheck.htm")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200, "served while in use");
+    // Then idle: the server says GOAWAY and the connection ends (the client would otherwise
+    // keep it open for as long as it answers pings).
+    let ended = tokio::time::timeout(Duration::from_secs(20), connection).await;
+    assert!(
+        ended.is_ok(),
+        "the idle HTTP/2 connection was closed by the server"
+    );
+    let r = front.exchange(GOOD, Duration::from_secs(5)).await;
+    assert_eq!(status(&r), "200", "{r}");
 }

@@ -2,7 +2,8 @@
 //! chose, into the [`Router`]. Limits on every phase: a cap on connections (while at the cap
 //! the listener stops accepting, so new connections wait in the kernel's backlog), a
 //! handshake timeout, a header-read timeout (which also closes idle HTTP/1.1 connections
-//! between requests), a maximum header size and count, and a cap on HTTP/2 streams.
+//! between requests), an idle timeout for HTTP/2 connections, a maximum header size and count,
+//! and a cap on HTTP/2 streams.
 
 use super::{responses::BodyError, service::Router};
 use arc_swap::ArcSwap;
@@ -24,8 +25,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 /// Limits of the front side (the config's `[router.limits]`; durations like `"30s"`). Idle
-/// HTTP/1.1 connections are closed by the header-read timeout; HTTP/2 connections are kept
-/// while the client answers keep-alive pings.
+/// HTTP/1.1 connections are closed by the header-read timeout, idle HTTP/2 connections by
+/// `h2_idle_timeout`.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -39,6 +40,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_h2_streams: u32,
+    /// An HTTP/2 connection on which no request has been running for this long is closed
+    /// gracefully (GOAWAY: streams still running would finish).
+    #[serde(with = "humantime_serde")]
+    pub h2_idle_timeout: Duration,
     /// How long in-flight requests may run after shutdown begins.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -53,6 +58,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             max_h2_streams: 256,
+            h2_idle_timeout: Duration::from_secs(180),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -87,6 +93,8 @@ pub async fn serve(
         .max_header_list_size(limits.max_header_bytes as u32)
         .keep_alive_interval(limits.header_read_timeout);
     let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+    // Tells HTTP/2 connections (which close themselves when idle) that the server stops.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -106,7 +114,8 @@ pub async fn serve(
         let (acceptor, router, h1, h2) = (acceptor.clone(), router.clone(), h1.clone(), h2.clone());
         let metrics = router.load().metrics.clone();
         let watcher = graceful.watcher();
-        let handshake_timeout = limits.handshake_timeout;
+        let (handshake_timeout, idle_timeout) = (limits.handshake_timeout, limits.h2_idle_timeout);
+        let stopping = stopping.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _open = metrics.connection();
@@ -121,20 +130,25 @@ pub async fn serve(
                     return debug!(%peer, "TLS handshake timed out");
                 }
             };
+            let activity = Activity::default();
+            let service_activity = activity.clone();
             let service = service_fn(move |mut request: Request<Incoming>| {
                 // The router in force when the request arrives (a reload swaps it).
                 let router = router.load_full();
                 request.extensions_mut().insert(ClientAddr(peer));
+                let running = service_activity.start();
                 async move {
+                    let _running = running;
                     let request = request.map(|body| body.map_err(|e| BodyError(e.into())).boxed());
                     Ok::<_, Infallible>(router.handle(request).await)
                 }
             });
             let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let ended = if is_h2 {
-                watcher
-                    .watch(h2.serve_connection(TokioIo::new(tls), service))
-                    .await
+                // Counted by the graceful shutdown while held; closes itself when idle.
+                let _watcher = watcher;
+                let conn = h2.serve_connection(TokioIo::new(tls), service);
+                serve_h2(conn, activity, idle_timeout, stopping).await
             } else {
                 watcher
                     .watch(h1.serve_connection(TokioIo::new(tls), service))
@@ -146,8 +160,78 @@ pub async fn serve(
         });
     }
     info!("stopped accepting; draining connections");
+    let _ = stopping_tx.send(true);
     tokio::select! {
         () = graceful.shutdown() => info!("all connections drained"),
         () = tokio::time::sleep(limits.drain_timeout) => warn!("drain timeout: closing remaining connections"),
+    }
+}
+
+/// Requests running on one connection, and when the last one ended.
+#[derive(Clone, Default)]
+struct Activity(Arc<std::sync::Mutex<(usize, Option<tokio::time::Instant>)>>);
+
+/// A running request; ends when dropped (the handler has answered).
+struct Running(Activity);
+
+impl Activity {
+    fn start(&self) -> Running {
+        self.0.lock().expect("not poisoned").0 += 1;
+        Running(self.clone())
+    }
+
+    /// When the connection becomes idle for `limit`: `None` while a request runs.
+    fn idle_deadline(
+        &self,
+        limit: Duration,
+        opened: tokio::time::Instant,
+    ) -> Option<tokio::time::Instant> {
+        let (running, last) = *self.0.lock().expect("not poisoned");
+        (running == 0).then(|| last.unwrap_or(opened) + limit)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut state = (self.0).0.lock().expect("not poisoned");
+        state.0 -= 1;
+        state.1 = Some(tokio::time::Instant::now());
+    }
+}
+
+/// Serves one HTTP/2 connection until it ends; closes it gracefully (GOAWAY, running streams
+/// finish) when no request has run for `idle`, or when the server stops.
+async fn serve_h2<I, S>(
+    conn: http2::Connection<I, S, TokioExecutor>,
+    activity: Activity,
+    idle: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = super::responses::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, super::responses::Body>,
+{
+    let opened = tokio::time::Instant::now();
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let deadline = activity.idle_deadline(idle, opened);
+        let check_again = tokio::time::Instant::now() + idle;
+        tokio::select! {
+            ended = conn.as_mut() => return ended,
+            () = tokio::time::sleep_until(deadline.unwrap_or(check_again)), if !closing => {
+                if activity.idle_deadline(idle, opened).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    debug!("HTTP/2 connection idle: closing");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = stopping.wait_for(|s| *s), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
     }
 }
