@@ -41,6 +41,9 @@ pub struct RouterConfig {
     /// Largest Autodiscover request body read to find the `EMailAddress` (R5).
     #[serde(default = "default_autodiscover_body_limit")]
     pub autodiscover_body_limit: usize,
+    /// Largest EWS request body read to find the mailboxes it opens (R10).
+    #[serde(default = "default_ews_body_limit")]
+    pub ews_body_limit: usize,
     /// One certificate per site name; the first is the default for unknown SNI.
     pub certificates: Vec<Certificate>,
     #[serde(default)]
@@ -117,6 +120,9 @@ fn default_handover_socket() -> PathBuf {
 }
 fn default_autodiscover_body_limit() -> usize {
     4096
+}
+fn default_ews_body_limit() -> usize {
+    64 * 1024
 }
 fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let text = String::deserialize(d)?;

@@ -38,6 +38,7 @@ impl L7 {
                 node_name: config.node.name.clone(),
                 front_end_header: router_config.front_end_header,
                 autodiscover_body_limit: router_config.autodiscover_body_limit,
+                ews_body_limit: router_config.ews_body_limit,
             },
             metrics,
         };

@@ -49,6 +49,9 @@ pub struct Settings {
     pub front_end_header: bool,
     /// Largest Autodiscover body read to find the identity (R5).
     pub autodiscover_body_limit: usize,
+    /// Largest EWS body read to find the mailboxes it opens (R10); larger ones, and bodies of
+    /// unknown length, stream through unread.
+    pub ews_body_limit: usize,
 }
 
 impl Settings {
@@ -98,6 +101,7 @@ impl Router {
             Ok(x) => x,
             Err(refusal) => return refusal,
         };
+        let (request, ews) = self.read_ews(request, protocol).await;
         let mailbox = match &found.identity {
             Some(id) => match self.directory.resolve(&id.name) {
                 Ok(m) => m,
@@ -108,12 +112,14 @@ impl Router {
             },
             None => None,
         };
+        let other_sites = self.sites_of(&ews.mailboxes);
+        let other_sites: Vec<&str> = other_sites.iter().map(String::as_str).collect();
         let facts = Facts {
             protocol,
             method: request.method(),
             mailbox: mailbox.as_deref(),
-            other_mailbox_sites: &[],
-            availability: false,
+            other_mailbox_sites: &other_sites,
+            availability: ews.availability,
         };
         let decision = decide(&facts, &self.topology);
         self.metrics.decision(&decision);
@@ -181,6 +187,48 @@ impl Router {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|hop| hop.trim() == self.settings.node_name)
+    }
+
+    /// Reads a small EWS request body (R10: the mailboxes it opens); anything else, or a body
+    /// too large or of unknown length, goes on unread.
+    async fn read_ews(
+        &self,
+        request: Request<Body>,
+        protocol: Protocol,
+    ) -> (Request<Body>, identity::ews::EwsRequest) {
+        let length = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let small = length.is_some_and(|n| n > 0 && n <= self.settings.ews_body_limit);
+        if protocol != Protocol::Ews || request.method() != Method::POST || !small {
+            return (request, Default::default());
+        }
+        let (parts, body) = request.into_parts();
+        let limit = self.settings.ews_body_limit;
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => {
+                let bytes = collected.to_bytes();
+                let ews = identity::ews::parse(&bytes).unwrap_or_default();
+                (Request::from_parts(parts, full(bytes)), ews)
+            }
+            // The body failed (or lied about its length): pass on an empty one, which the
+            // upstream refuses; the client's connection is in error anyway.
+            Err(_) => (
+                Request::from_parts(parts, full(Bytes::new())),
+                Default::default(),
+            ),
+        }
+    }
+
+    /// The directory's sites of `names` (names it does not know are left out).
+    fn sites_of(&self, names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .filter_map(|n| self.directory.resolve(n).ok().flatten())
+            .map(|m| m.site.clone())
+            .collect()
     }
 
     /// Finds the identity; reads an Autodiscover body (bounded) when the head names no one.

@@ -94,6 +94,7 @@ pub fn router(this_site: &str, forward: Arc<dyn Forward>) -> Router {
             node_name: format!("{this_site}-1"),
             front_end_header: true,
             autodiscover_body_limit: 4096,
+            ews_body_limit: 65536,
         },
         metrics: Default::default(),
     }

@@ -193,6 +193,21 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            rule: "R10",
+            what: "EWS opening usa and europe mailboxes",
+            request: Request::get(c(14), "usa", "/EWS/Exchange.asmx")
+                .method("POST")
+                .header("X-AnchorMailbox: alice@contoso.com")
+                .body(concat!(
+                    "<Envelope><Body><GetFolder><FolderIds>",
+                    "<DistinguishedFolderId Id=\"inbox\"><Mailbox><EmailAddress>bob@contoso.com",
+                    "</EmailAddress></Mailbox></DistinguishedFolderId>",
+                    "</FolderIds></GetFolder></Body></Envelope>"
+                )),
+            expect: "400 one site per request",
+            check: |r| r.status == 400 && r.body.contains("one site per request"),
+        },
+        Case {
             rule: "R11",
             what: "Autodiscover, europe mailbox at usa",
             request: Request::get(c(7), "usa", "/Autodiscover/Autodiscover.xml")

@@ -11,6 +11,7 @@
 //! resolve (lowercased, trimmed, bounded), not yet a mailbox.
 
 pub mod cookie;
+pub mod ews;
 
 use super::protocol::Protocol;
 use base64::Engine as _;

@@ -231,3 +231,78 @@ async fn refusals_are_proper_responses_with_a_reason() {
     assert_eq!(r.status(), StatusCode::NOT_IMPLEMENTED, "R10");
     assert!(text(r).await.contains("2007 SP1"));
 }
+
+/// An EWS `GetFolder` of the inbox of each of `mailboxes` (delegate access).
+fn ews_get_folders(mailboxes: &[&str]) -> String {
+    let ids: String = mailboxes
+        .iter()
+        .map(|m| {
+            format!(
+                "<t:DistinguishedFolderId Id=\"inbox\"><t:Mailbox><t:EmailAddress>{m}\
+                 </t:EmailAddress></t:Mailbox></t:DistinguishedFolderId>"
+            )
+        })
+        .collect();
+    format!(
+        "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:t=\"t\" xmlns:m=\"m\"><soap:Body><m:GetFolder><m:FolderIds>{ids}\
+         </m:FolderIds></m:GetFolder></soap:Body></soap:Envelope>"
+    )
+}
+
+fn ews(body: &str, anchor: &str) -> Request<Body> {
+    let len = body.len().to_string();
+    request(
+        Method::POST,
+        "/EWS/Exchange.asmx",
+        &[("X-AnchorMailbox", anchor), ("Content-Length", &len)],
+        body,
+    )
+}
+
+#[tokio::test]
+async fn r10_an_ews_request_opening_mailboxes_of_two_sites_is_refused() {
+    let body = ews_get_folders(&["usa-user@contoso.com", "europe-user@contoso.com"]);
+    let r = router("usa")
+        .handle(ews(&body, "usa-user@contoso.com"))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(text(r).await.contains("one site per request"));
+
+    let body = ews_get_folders(&["europe-user@contoso.com"]);
+    let r = router("usa")
+        .handle(ews(&body, "europe-user@contoso.com"))
+        .await;
+    assert!(
+        target(&r).starts_with("Site { site: \"europe\""),
+        "one site: proxied there: {}",
+        target(&r)
+    );
+    assert!(
+        text(r).await.contains("europe-user@contoso.com"),
+        "the body read for R10 is forwarded whole"
+    );
+}
+
+#[tokio::test]
+async fn r10_the_availability_service_may_name_mailboxes_of_several_sites() {
+    let body = "<Envelope><Body><GetUserAvailabilityRequest><MailboxDataArray>\
+        <MailboxData><Email><Address>europe-user@contoso.com</Address></Email></MailboxData>\
+        <MailboxData><Email><Address>usa-user@contoso.com</Address></Email></MailboxData>\
+        </MailboxDataArray></GetUserAvailabilityRequest></Body></Envelope>";
+    let r = router("usa")
+        .handle(ews(body, "usa-user@contoso.com"))
+        .await;
+    assert_eq!(target(&r), "Local");
+}
+
+#[tokio::test]
+async fn r10_a_message_to_recipients_in_other_sites_is_not_a_second_mailbox() {
+    let body = "<Envelope><Body><CreateItem><Items><Message><ToRecipients>\
+        <Mailbox><EmailAddress>europe-user@contoso.com</EmailAddress></Mailbox>\
+        </ToRecipients></Message></Items></CreateItem></Body></Envelope>";
+    let r = router("usa")
+        .handle(ews(body, "usa-user@contoso.com"))
+        .await;
+    assert_eq!(target(&r), "Local");
+}
