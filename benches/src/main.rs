@@ -1,10 +1,12 @@
 //! `cargo xtask bench`: measurements of the balancer next to baselines and peers measured in
 //! the same run, reported as ratios in `target/bench/results.json` and `target/bench/report.md`.
 //!
-//! Sections: [`l4`] (per-packet cost of each XDP path against a minimal XDP program) and
-//! [`tables`] (Maglev build and publish).
+//! Sections: [`l4`] (per-packet cost of each XDP path against a minimal XDP program),
+//! [`tables`] (Maglev build and publish) and [`l7`] (HTTPS through the router next to nginx
+//! and HAProxy).
 
 mod l4;
+mod l7;
 mod report;
 mod tables;
 
@@ -33,6 +35,13 @@ fn main() -> anyhow::Result<()> {
     l4::run(&mut results, args.quick)?;
     eprintln!("bench: Maglev tables ...");
     tables::run(&mut results, args.quick)?;
+    eprintln!("bench: L7 (HTTPS through the router, nginx, HAProxy) ...");
+    let balancer = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("balancer"))
+        .filter(|b| b.exists())
+        .ok_or_else(|| anyhow::anyhow!("no `balancer` binary beside the bench: build it with `cargo build --release -p balancer-user`"))?;
+    l7::run(&mut results, args.quick, &balancer)?;
     let dir = target_dir().join("bench");
     results.write(&dir)?;
     println!("{}", results.markdown());

@@ -5,7 +5,10 @@ use crate::setup;
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let tools = setup::toolchain()?;
     setup::debian_packages(setup::TEST_PACKAGES)?;
+    setup::debian_packages(setup::BENCH_PACKAGES)?;
     setup::privileged()?;
+    // The L7 section runs the real `balancer run`, found beside the bench binary.
+    setup::run(setup::cargo(&tools)?.args(["build", "--release", "-q", "-p", "balancer-user"]))?;
     let mut cmd = setup::cargo(&tools)?;
     cmd.args([
         "run",

@@ -205,6 +205,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",
 ];
 
+/// The peers and load generators of `cargo xtask bench`.
+pub const BENCH_PACKAGES: &[&str] = &["wrk", "nghttp2-client", "nginx", "haproxy"];
+
 /// `cargo` with the tool directory first on PATH (bpf-linker for balancer-user's build script).
 pub fn cargo(tools: &Path) -> anyhow::Result<Command> {
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -1,0 +1,208 @@
+//! The load generators: wrk (HTTP/1.1) and h2load (HTTP/2), run in the bench namespace on their
+//! own core, and what they print read back.
+
+use anyhow::{bail, Context as _};
+use std::{path::Path, process::Command, time::Duration};
+
+/// What one run measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Load {
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// HTTP/2 only (from h2load's per-request log).
+    pub p999_ms: Option<f64>,
+    /// Non-2xx answers and socket errors: a run with many is not a fair figure.
+    pub errors: u64,
+    pub requests: u64,
+}
+
+/// How hard to push.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub connections: u32,
+    pub duration: Duration,
+}
+
+/// `wrk --latency` over HTTP/1.1 keep-alive, or with a new connection (and TLS handshake) per
+/// request (`Connection: close`).
+pub fn wrk(
+    prefix: &mut Command,
+    url: &str,
+    shape: Shape,
+    new_connection: bool,
+) -> anyhow::Result<Load> {
+    let cmd = prefix
+        .args(["wrk", "-t1", "--latency"])
+        .arg(format!("-c{}", shape.connections))
+        .arg(format!("-d{}s", shape.duration.as_secs().max(1)));
+    if new_connection {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    let out = cmd.arg(url).output().context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "wrk failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    parse_wrk(&text).with_context(|| format!("reading wrk's output:\n{text}"))
+}
+
+/// h2load over one TLS connection per client with `streams` concurrent streams each; latency
+/// percentiles from its per-request log.
+pub fn h2load(
+    prefix: &mut Command,
+    url: &str,
+    shape: Shape,
+    streams: u32,
+    log: &Path,
+) -> anyhow::Result<Load> {
+    let out = prefix
+        .args(["h2load", "-t1"])
+        .arg(format!("-c{}", shape.connections))
+        .arg(format!("-m{streams}"))
+        .arg(format!("-D{}", shape.duration.as_secs().max(1)))
+        .arg("--log-file")
+        .arg(log)
+        .arg(url)
+        .output()
+        .context("running h2load")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "h2load failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut load =
+        parse_h2load(&text).with_context(|| format!("reading h2load's output:\n{text}"))?;
+    let mut micros: Vec<u64> = std::fs::read_to_string(log)?
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2)?.trim().parse().ok())
+        .collect();
+    micros.sort_unstable();
+    let pct = |p: f64| percentile(&micros, p) as f64 / 1000.0;
+    (load.p50_ms, load.p99_ms, load.p999_ms) = (pct(0.50), pct(0.99), Some(pct(0.999)));
+    Ok(load)
+}
+
+/// The `p`-quantile (nearest rank) of sorted values; 0 for none.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// wrk's duration (`812.00us`, `4.98ms`, `1.02s`), in milliseconds.
+fn wrk_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = text.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => return None,
+    })
+}
+
+pub fn parse_wrk(text: &str) -> Option<Load> {
+    let mut load = Load::default();
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", n] => load.requests_per_s = n.parse().ok()?,
+            ["50%", t] => load.p50_ms = wrk_ms(t)?,
+            ["99%", t] => load.p99_ms = wrk_ms(t)?,
+            [n, "requests", "in", ..] => load.requests = n.parse().ok()?,
+            ["Non-2xx", "or", "3xx", "responses:", n] => load.errors += n.parse::<u64>().ok()?,
+            ["Socket", "errors:", rest @ ..] => {
+                load.errors += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>()
+            }
+            _ => {}
+        }
+    }
+    (load.requests_per_s > 0.0).then_some(load)
+}
+
+pub fn parse_h2load(text: &str) -> Option<Load> {
+    let mut load = Load::default();
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("finished in ") {
+            let rps = rest.split(", ").nth(1)?.strip_suffix(" req/s")?;
+            load.requests_per_s = rps.parse().ok()?;
+        }
+        if let Some(rest) = line.strip_prefix("requests: ") {
+            for part in rest.split(", ") {
+                let mut w = part.split_whitespace();
+                let (n, what) = (w.next()?.parse::<u64>().ok()?, w.next()?);
+                match what {
+                    "succeeded" => load.requests = n,
+                    "failed" | "errored" | "timeout" => load.errors += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    (load.requests_per_s > 0.0).then_some(load)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_read() {
+        let text = "Running 2s test @ https://127.0.0.1:8443/owa/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.12ms    1.02ms  20.00ms   90.00%
+    Req/Sec     9.80k   500.00    10.50k    70.00%
+  Latency Distribution
+     50%  812.00us
+     75%    5.50ms
+     90%    6.20ms
+     99%    1.02s
+  19600 requests in 2.00s, 2.34MB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:   9800.00
+Transfer/sec:      1.17MB
+";
+        let l = parse_wrk(text).unwrap();
+        assert_eq!(l.requests_per_s, 9800.0);
+        assert_eq!(l.p50_ms, 0.812);
+        assert_eq!(l.p99_ms, 1020.0);
+        assert_eq!((l.requests, l.errors), (19600, 9));
+    }
+
+    #[test]
+    fn h2load_output_is_read() {
+        let text = "finished in 2.00s, 9876.50 req/s, 1.23MB/s
+requests: 19753 total, 19803 started, 19753 done, 19750 succeeded, 3 failed, 3 errored, 0 timeout
+status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
+";
+        let l = parse_h2load(text).unwrap();
+        assert_eq!(l.requests_per_s, 9876.5);
+        assert_eq!((l.requests, l.errors), (19750, 6));
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<u64> = (1..=1000).collect();
+        assert_eq!(percentile(&v, 0.5), 500);
+        assert_eq!(percentile(&v, 0.99), 990);
+        assert_eq!(percentile(&v, 0.999), 999);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+}

@@ -1,0 +1,253 @@
+//! The L7 section: HTTPS through the router to a local upstream, next to nginx and HAProxy as
+//! TLS-terminating reverse proxies to the same upstream with the same certificate, in the same
+//! run, inside a namespace the bench creates (loopback only).
+//!
+//! Each proxy gets one worker (`worker_processes 1`, `nbthread 1`, one tokio worker) pinned to
+//! core 0; the load generator and the upstream share core 1. Measured per proxy:
+//! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, p50, p99;
+//! - `l7.h1.handshake`: wrk with `Connection: close`: a TLS handshake per request;
+//! - `l7.h2`: h2load, HTTP/2 with concurrent streams: requests/s, p50, p99, p99.9;
+//! - `l7.rss`: resident memory idle, and with N idle TLS connections open.
+
+mod idle;
+mod load;
+mod servers;
+
+use crate::report::Results;
+use anyhow::Context as _;
+use balancer_tests::{netns::Netns, pki::Ca};
+use load::{Load, Shape};
+use servers::{Launcher, Server};
+use std::{path::Path, time::Duration};
+
+/// The proxies' addresses in the namespace.
+const OURS: &str = "127.0.0.1:8443";
+const NGINX: &str = "127.0.0.1:8444";
+const HAPROXY: &str = "127.0.0.1:8445";
+
+struct Plan {
+    keepalive: Shape,
+    handshake: Shape,
+    h2: Shape,
+    h2_streams: u32,
+    idle_connections: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        let secs = Duration::from_secs(if quick { 1 } else { 8 });
+        Self {
+            keepalive: Shape {
+                connections: 50,
+                duration: secs,
+            },
+            handshake: Shape {
+                connections: 20,
+                duration: secs,
+            },
+            h2: Shape {
+                connections: 10,
+                duration: secs,
+            },
+            h2_streams: 10,
+            // HAProxy reserves two descriptors per connection, and the hard limit of open
+            // files here is 20,000: 8,000 is what all three can hold.
+            idle_connections: if quick { 500 } else { 8_000 },
+        }
+    }
+}
+
+/// What one proxy measured.
+struct Figures {
+    keepalive: Load,
+    handshake: Load,
+    h2: Load,
+    rss_idle_kib: u64,
+    rss_connections_kib: u64,
+}
+
+pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Result<()> {
+    raise_open_files(65536)?; // up to the hard limit
+    let plan = Plan::new(quick);
+    let ns = Netns::new("bench-l7")?;
+    // `balancer run` attaches its data plane to an interface: a veth pair of this namespace.
+    ns.ip("link add bl0 type veth peer name bl1")?;
+    ns.ip("link set bl0 up")?;
+    ns.ip("link set bl1 up")?;
+    ns.ip("addr add 10.99.0.1/24 dev bl0")?;
+    let dir = std::env::temp_dir().join(format!("balancer-bench-l7-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let pin_dir =
+        std::path::PathBuf::from(format!("/sys/fs/bpf/balancer-bench-{}", std::process::id()));
+    let result = (|| {
+        let ca = certificates(&dir)?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let launcher = Launcher {
+            netns: ns.name(),
+            cpu: (cores >= 2).then(|| "0".to_string()),
+            dir: &dir,
+        };
+        let generator = Launcher {
+            netns: ns.name(),
+            cpu: (cores >= 2).then(|| "1".to_string()),
+            dir: &dir,
+        };
+        let _upstream = generator.upstream()?;
+        let mut figures = Vec::new();
+        for proxy in ["balancer", "nginx", "haproxy"] {
+            // One proxy at a time, stopped before the next starts.
+            let server = match proxy {
+                "balancer" => launcher.balancer(balancer, OURS, &pin_dir)?,
+                "nginx" => launcher.nginx_proxy(NGINX)?,
+                _ => launcher.haproxy(HAPROXY)?,
+            };
+            eprintln!("bench: L7 through {proxy} ...");
+            figures.push((
+                server.name,
+                measure(&server, &generator, &plan, &ns, &ca, &dir)?,
+            ));
+        }
+        record(results, &figures, &plan);
+        Ok(())
+    })();
+    let _ = balancer_user::dataplane::detach(&pin_dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn certificates(dir: &Path) -> anyhow::Result<Ca> {
+    let ca = Ca::new();
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    for (file, name) in [
+        ("front", servers::FRONT_NAME),
+        ("upstream", servers::UPSTREAM_NAME),
+    ] {
+        let (cert, key) = ca.issue_pem(name);
+        std::fs::write(dir.join(format!("{file}.pem")), cert)?;
+        std::fs::write(dir.join(format!("{file}.key")), key)?;
+    }
+    Ok(ca)
+}
+
+fn measure(
+    server: &Server,
+    generator: &Launcher,
+    plan: &Plan,
+    ns: &Netns,
+    ca: &Ca,
+    dir: &Path,
+) -> anyhow::Result<Figures> {
+    let url = format!("https://{}/owa/", server.addr);
+    // A short warm-up: connections to the upstream, caches.
+    let warm_up = Shape {
+        connections: 10,
+        duration: Duration::from_secs(1),
+    };
+    load::wrk(&mut generator.prefix(), &url, warm_up, false)?;
+    let keepalive = load::wrk(&mut generator.prefix(), &url, plan.keepalive, false)?;
+    let handshake = load::wrk(&mut generator.prefix(), &url, plan.handshake, true)?;
+    let log = dir.join(format!("{}-h2load.log", server.name));
+    let h2 = load::h2load(
+        &mut generator.prefix(),
+        &url,
+        plan.h2,
+        plan.h2_streams,
+        &log,
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_idle_kib = server.rss_kib();
+    let roots = ca.roots();
+    let addr = server.addr;
+    let count = plan.idle_connections;
+    let rss_connections_kib = ns
+        .run_in(move || idle::with_idle_connections(addr, count, roots, || server.rss_kib()))?
+        .with_context(|| format!("opening {count} idle TLS connections to {}", server.name))?;
+    Ok(Figures {
+        keepalive,
+        handshake,
+        h2,
+        rss_idle_kib,
+        rss_connections_kib,
+    })
+}
+
+fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
+    let Some((_, ours)) = figures.iter().find(|(n, _)| *n == "balancer") else {
+        return;
+    };
+    for (peer, theirs) in figures.iter().filter(|(n, _)| *n != "balancer") {
+        let mut compare = |key: &str, unit: &str, a: f64, b: f64, note: &str| {
+            results.compare(key, unit, a, peer, b, note);
+        };
+        let rows = [
+            (
+                "l7.h1.keepalive",
+                &ours.keepalive,
+                &theirs.keepalive,
+                "wrk -t1 -c50, HTTP/1.1 keep-alive",
+            ),
+            (
+                "l7.h1.handshake",
+                &ours.handshake,
+                &theirs.handshake,
+                "wrk -t1 -c20, Connection: close (a TLS handshake per request)",
+            ),
+            ("l7.h2", &ours.h2, &theirs.h2, "h2load -t1 -c10 -m10"),
+        ];
+        for (key, a, b, how) in rows {
+            compare(
+                &format!("{key}.rps"),
+                "req/s",
+                a.requests_per_s,
+                b.requests_per_s,
+                &format!(
+                    "{how}; higher is better; errors {} vs {}",
+                    a.errors, b.errors
+                ),
+            );
+            compare(
+                &format!("{key}.p50"),
+                "ms",
+                a.p50_ms,
+                b.p50_ms,
+                "lower is better",
+            );
+            compare(
+                &format!("{key}.p99"),
+                "ms",
+                a.p99_ms,
+                b.p99_ms,
+                "lower is better",
+            );
+            if let (Some(x), Some(y)) = (a.p999_ms, b.p999_ms) {
+                compare(&format!("{key}.p999"), "ms", x, y, "lower is better");
+            }
+        }
+        compare(
+            "l7.rss.idle",
+            "MiB",
+            ours.rss_idle_kib as f64 / 1024.0,
+            theirs.rss_idle_kib as f64 / 1024.0,
+            "resident memory after the load runs, no connection open",
+        );
+        compare(
+            "l7.rss.idle_tls_connections",
+            "MiB",
+            ours.rss_connections_kib as f64 / 1024.0,
+            theirs.rss_connections_kib as f64 / 1024.0,
+            &format!(
+                "resident memory with {} idle TLS connections open",
+                plan.idle_connections
+            ),
+        );
+    }
+}
+
+/// Lets this process (and the servers it starts) hold the idle connections.
+fn raise_open_files(limit: u64) -> anyhow::Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let target = limit.min(hard).max(soft);
+    setrlimit(Resource::RLIMIT_NOFILE, target, hard).context("raising RLIMIT_NOFILE")?;
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! The servers of the L7 bench, each started directly (no init system) inside the bench
+//! namespace, pinned to the proxy core, and stopped by PID when dropped:
+//! - the upstream: nginx serving a fixed answer over HTTPS (the site's mailbox back end);
+//! - the three TLS-terminating reverse proxies to it, same certificate, one worker each:
+//!   `balancer run`, nginx, HAProxy.
+
+use anyhow::{bail, Context as _};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Where the servers listen (loopback of the bench namespace).
+pub const UPSTREAM: &str = "127.0.0.1:18443";
+pub const UPSTREAM_NAME: &str = "mbx-usa-1.contoso.internal";
+pub const FRONT_NAME: &str = "www.usa.contoso.com";
+
+/// A running server.
+pub struct Server {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    /// Resident memory of the server's processes (the process and its children), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let mut pids = vec![self.child.id()];
+        // nginx's worker is a child of the master.
+        if let Ok(children) =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+        {
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        pids.iter().map(|p| rss_of(*p)).sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// How to start processes: in the namespace, on a core.
+pub struct Launcher<'a> {
+    pub netns: &'a str,
+    /// `taskset -c` CPU list for the proxies and the upstream, if the box has cores to spare.
+    pub cpu: Option<String>,
+    pub dir: &'a Path,
+}
+
+impl Launcher<'_> {
+    /// `nsenter` into the namespace (and `taskset` onto the core): append the program.
+    pub fn prefix(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.netns))
+            .arg("--");
+        if let Some(cpu) = &self.cpu {
+            cmd.args(["taskset", "-c", cpu]);
+        }
+        cmd
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = self.prefix();
+        cmd.arg(program);
+        cmd
+    }
+
+    fn start(&self, name: &'static str, addr: &str, mut cmd: Command) -> anyhow::Result<Server> {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let server = Server {
+            name,
+            addr: addr.parse()?,
+            child,
+        };
+        self.wait_listening(&server)?;
+        Ok(server)
+    }
+
+    /// Waits until `server` accepts TCP connections in the namespace.
+    fn wait_listening(&self, server: &Server) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = server.addr.port();
+        loop {
+            let out = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", self.netns))
+                .args(["--", "ss", "-Hltn", &format!("sport = :{port}")])
+                .output()?;
+            if !out.stdout.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join(format!("{}.log", server.name)));
+                bail!(
+                    "{} did not listen on {}: {}",
+                    server.name,
+                    server.addr,
+                    log.unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// nginx with `conf` (written to `<name>.conf`), in the foreground.
+    fn nginx(&self, name: &'static str, addr: &str, conf: &str) -> anyhow::Result<Server> {
+        let path = self.file(&format!("{name}.conf"));
+        std::fs::write(&path, conf)?;
+        let mut cmd = self.command("nginx");
+        cmd.arg("-c").arg(&path).args(["-e", "stderr"]);
+        self.start(name, addr, cmd)
+    }
+
+    /// The upstream: a fixed 2-byte answer over HTTPS.
+    pub fn upstream(&self) -> anyhow::Result<Server> {
+        let dir = self.dir.display();
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\npid {dir}/upstream.pid;\nworker_rlimit_nofile 20000;\n\
+             events {{ worker_connections 30000; }}\n\
+             http {{\n  access_log off;\n  keepalive_requests 1000000;\n\
+               server {{\n    listen {UPSTREAM} ssl;\n    ssl_certificate {dir}/upstream.pem;\n    ssl_certificate_key {dir}/upstream.key;\n\
+                 location / {{ return 200 \"ok\"; }}\n  }}\n}}\n"
+        );
+        self.nginx("upstream", UPSTREAM, &conf)
+    }
+
+    /// nginx as the TLS-terminating reverse proxy (HTTP/1.1 and HTTP/2), upstream connections
+    /// kept alive and verified against the CA.
+    pub fn nginx_proxy(&self, addr: &str) -> anyhow::Result<Server> {
+        let dir = self.dir.display();
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nworker_rlimit_nofile 20000;\n\
+             events {{ worker_connections 30000; }}\n\
+             http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n\
+               upstream backend {{ server {UPSTREAM}; keepalive 128; }}\n\
+               server {{\n    listen {addr} ssl http2;\n    ssl_certificate {dir}/front.pem;\n    ssl_certificate_key {dir}/front.key;\n\
+                 location / {{\n      proxy_pass https://backend;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+                   proxy_ssl_server_name on;\n      proxy_ssl_name {UPSTREAM_NAME};\n      proxy_ssl_verify on;\n\
+                   proxy_ssl_trusted_certificate {dir}/ca.pem;\n      proxy_ssl_session_reuse on;\n    }}\n  }}\n}}\n"
+        );
+        self.nginx("nginx", addr, &conf)
+    }
+
+    /// HAProxy as the TLS-terminating reverse proxy, one thread, connections to the upstream
+    /// reused and verified against the CA.
+    pub fn haproxy(&self, addr: &str) -> anyhow::Result<Server> {
+        let dir = self.dir.display();
+        let pem = std::fs::read_to_string(self.file("front.pem"))?
+            + &std::fs::read_to_string(self.file("front.key"))?;
+        std::fs::write(self.file("haproxy-front.pem"), pem)?;
+        let conf = format!(
+            "global\n  nbthread 1\n  maxconn 9500\n\
+             defaults\n  mode http\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n  timeout http-keep-alive 300s\n  http-reuse always\n\
+             frontend fe\n  bind {addr} ssl crt {dir}/haproxy-front.pem alpn h2,http/1.1\n  default_backend be\n\
+             backend be\n  server s1 {UPSTREAM} ssl verify required ca-file {dir}/ca.pem sni str({UPSTREAM_NAME}) alpn http/1.1\n"
+        );
+        let path = self.file("haproxy.cfg");
+        std::fs::write(&path, conf)?;
+        let mut cmd = self.command("haproxy");
+        cmd.arg("-db").arg("-f").arg(&path);
+        self.start("haproxy", addr, cmd)
+    }
+
+    /// `balancer run` with the router alone on `addr` (its data plane attached to the
+    /// namespace's `bl0`), one worker thread like the peers.
+    pub fn balancer(&self, binary: &Path, addr: &str, pin_dir: &Path) -> anyhow::Result<Server> {
+        let dir = self.dir.display();
+        let conf = format!(
+            r#"[node]
+site = "usa"
+name = "usa-1"
+[dataplane]
+interfaces = ["bl0"]
+xdp_mode = "native"
+pin_dir = "{pin}"
+ring_size = 4099
+directory_entries = 1024
+[[dataplane.vips]]
+address = "10.200.0.10"
+[router]
+https = "{addr}"
+http = ""
+handover_socket = "{dir}/handover.sock"
+cookie_secret = "bench-cookie-secret-0123456789"
+[[router.certificates]]
+names = ["{FRONT_NAME}"]
+cert = "{dir}/front.pem"
+key = "{dir}/front.key"
+[router.upstreams]
+trust = ["{dir}/ca.pem"]
+max_in_flight_per_node = 100000
+[router.health]
+interval = "5s"
+[router.limits]
+max_connections = 30000
+header_read_timeout = "300s"
+h2_idle_timeout = "300s"
+max_h2_streams = 1000
+[[sites]]
+name = "usa"
+version = "2010"
+external_url = "https://{FRONT_NAME}"
+[[sites.nodes]]
+id = 1
+name = "usa-1"
+underlay_v4 = "10.99.0.1"
+[[sites.backends]]
+name = "mbx-usa-1"
+url = "https://{UPSTREAM_NAME}"
+connect = "{UPSTREAM}"
+"#,
+            pin = pin_dir.display(),
+        );
+        let path = self.file("balancer.toml");
+        std::fs::write(&path, conf)?;
+        let mut cmd = self.command(&binary.display().to_string());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("TOKIO_WORKER_THREADS", "1")
+            .env("RUST_LOG", "warn");
+        self.start("balancer", addr, cmd)
+    }
+}
