@@ -115,11 +115,13 @@ pub async fn serve(
         let metrics = router.load().metrics.clone();
         let watcher = graceful.watcher();
         let (handshake_timeout, idle_timeout) = (limits.handshake_timeout, limits.h2_idle_timeout);
+        let first_request_timeout = limits.header_read_timeout;
         let stopping = stopping.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _open = metrics.connection();
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            let mut tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
+            {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     metrics.tls_failure();
@@ -130,6 +132,9 @@ pub async fn serve(
                     return debug!(%peer, "TLS handshake timed out");
                 }
             };
+            if !first_bytes(&mut tls, first_request_timeout).await {
+                return debug!(%peer, "no request after the TLS handshake");
+            }
             let activity = Activity::default();
             let service_activity = activity.clone();
             let service = service_fn(move |mut request: Request<Incoming>| {
@@ -234,4 +239,25 @@ where
             }
         }
     }
+}
+
+/// Waits until the client sends something after the handshake (or `limit` passes: `false`).
+/// The HTTP connection, with its buffers (hyper allocates 16 KiB for HTTP/1.1), is built only
+/// then, so a connection that stays idle after its handshake costs only its TLS state, as in
+/// nginx, which allocates its buffers lazily.
+async fn first_bytes(
+    tls: &mut tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    limit: Duration,
+) -> bool {
+    let (tcp, conn) = tls.get_mut();
+    // Data that came with the handshake's last flight is already in rustls, not in the socket.
+    match conn.process_new_packets() {
+        Ok(state) if state.plaintext_bytes_to_read() > 0 => return true,
+        Ok(_) => {}
+        Err(_) => return false,
+    }
+    matches!(
+        tokio::time::timeout(limit, tcp.readable()).await,
+        Ok(Ok(()))
+    )
 }
