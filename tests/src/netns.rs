@@ -138,3 +138,18 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     }
     Ok(out)
 }
+
+/// Starts `cmd` with no standard input and both outputs in `<dir>/<name>.log`.
+pub fn spawn_logged(
+    cmd: &mut Command,
+    dir: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<std::process::Child> {
+    use std::process::Stdio;
+    let log = File::create(dir.join(format!("{name}.log")))?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name}"))
+}

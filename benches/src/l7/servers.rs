@@ -4,11 +4,11 @@
 //! - the three TLS-terminating reverse proxies to it, same certificate, one worker each:
 //!   `balancer run`, nginx, HAProxy.
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -96,13 +96,7 @@ impl Launcher<'_> {
     }
 
     fn start(&self, name: &'static str, addr: &str, mut cmd: Command) -> anyhow::Result<Server> {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        let child = balancer_tests::netns::spawn_logged(&mut cmd, self.dir, name)?;
         let server = Server {
             name,
             addr: addr.parse()?,

@@ -21,7 +21,7 @@ use std::{
     collections::HashMap,
     net::Ipv4Addr,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 use topology::{NodePaths, LEGACY_BACKEND, MAILBOXES, SITES};
@@ -249,13 +249,7 @@ impl Lab {
     /// Starts a process in namespace `ns`, logging to `<dir>/<name>.log`, its PID in
     /// `<dir>/<name>.pid`.
     fn spawn(&mut self, name: &str, mut cmd: Command) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        let child = crate::netns::spawn_logged(&mut cmd, &self.dir, name)?;
         std::fs::write(self.dir.join(format!("{name}.pid")), child.id().to_string())?;
         self.children.insert(name.to_string(), child);
         Ok(())
