@@ -30,6 +30,20 @@ pub struct Config {
     pub sites: Vec<Site>,
     /// The L7 router (`balancer run`); the `xdp` commands do not need it.
     pub router: Option<RouterConfig>,
+    /// A directory file `balancer run` imports at start and at every reload.
+    pub directory: Option<DirectoryFile>,
+}
+
+/// The mailbox directory's source of truth, if it is a file: `balancer run` imports it with
+/// replacement (names not in the file are removed) at start and at every reload, so a node is
+/// rebuilt from its config and this file (R18). Without it, the pinned directory is what
+/// `balancer directory` last wrote.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFile {
+    pub file: PathBuf,
+    /// `csv` or `jsonl`; guessed from the content if unset.
+    pub format: Option<crate::router::directory::records::Format>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use balancer_common::maps::DEFAULT_PIN_DIR;
 use balancer_user::config::Config;
 use balancer_user::router::directory::{
+    file::plan_import,
     plan::{self, Mode},
     records::{self, Format},
     NameEntry, PinnedDirectory,
@@ -77,20 +78,14 @@ pub fn run(args: DirectoryArgs) -> anyhow::Result<()> {
             format,
             replace,
         } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let format = format.unwrap_or_else(|| Format::detect(&text));
-            let records = records::parse(&text, format)
-                .with_context(|| format!("{}: nothing was imported", file.display()))?;
             let mode = if replace { Mode::Replace } else { Mode::Merge };
-            let plan = plan::import(&directory.entries()?, &records, mode, directory.capacity())
-                .context("nothing was imported")?;
-            directory.apply(&plan)?;
+            let import = plan_import(&file, format, &directory, mode)?;
+            directory.apply(&import.plan)?;
             println!(
                 "{}: {} mailboxes; {}",
                 file.display(),
-                records.len(),
-                plan.summary
+                import.mailboxes,
+                import.plan.summary
             );
         }
         DirectoryCommand::Add {

@@ -4,6 +4,7 @@ mod directory;
 mod status;
 mod xdp;
 
+use anyhow::Context as _;
 use balancer_user::config::Config;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -87,6 +88,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if config.router.is_some() {
                 config.proxy_config()?;
                 balancer_user::router::tls::CertStore::load(&config.cert_specs()?)?;
+            }
+            if let Some(source) = &config.directory {
+                let records =
+                    balancer_user::router::directory::file::read(&source.file, source.format)
+                        .context("directory.file")?;
+                println!("{}: {} mailboxes", source.file.display(), records.len());
             }
             println!("{}: ok", file.display());
             Ok(())

@@ -18,7 +18,11 @@ use crate::{
     config::Config,
     dataplane::{self, sync, DataplaneMaps},
     router::{
-        directory::PinnedDirectory,
+        directory::{
+            file::{plan_import, PlannedImport},
+            plan::Mode,
+            PinnedDirectory,
+        },
         metrics::{self, Metrics, PinnedRouterStats},
         plain, server, tls,
     },
@@ -62,6 +66,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     let kernel_log = dataplane::kernel_log::forward(&mut loaded)?;
     let pin_dir = config.dataplane.pin_dir.clone();
+    if let Some(import) = plan_directory(&config)? {
+        apply_directory(&pin_dir, &import)?;
+    }
     let directory = Arc::new(PinnedDirectory::open(&pin_dir)?);
     let wanted = config.dataplane.directory_entries as usize;
     if directory.capacity() != wanted {
@@ -235,11 +242,39 @@ fn reload(
         anyhow::bail!("dataplane.pin_dir: cannot change while running; restart to move the pins");
     }
     let new_certs = tls::CertSet::read(&config.cert_specs()?).context("router.certificates")?;
+    let import = plan_directory(&config).context("directory.file")?;
     let l7 = l7::L7::build(&config, directory, metrics)?;
     let mut maps = DataplaneMaps::open_for_write(&config.dataplane.pin_dir)?;
     let report = sync::apply(&config, &mut maps, sync::NewMembers::Joining)?;
     dataplane::neighbours::prime(&config);
     info!(?report, "data plane synchronised");
+    if let Some(import) = &import {
+        apply_directory(&config.dataplane.pin_dir, import)?;
+    }
     certs.install(new_certs);
     Ok((config, l7))
+}
+
+/// The import of the config's directory file, planned (read and checked whole) but not written.
+fn plan_directory(config: &Config) -> anyhow::Result<Option<PlannedImport>> {
+    let Some(source) = &config.directory else {
+        return Ok(None);
+    };
+    let current = PinnedDirectory::open(&config.dataplane.pin_dir)?;
+    Ok(Some(plan_import(
+        &source.file,
+        source.format,
+        &current,
+        Mode::Replace,
+    )?))
+}
+
+fn apply_directory(pin_dir: &Path, import: &PlannedImport) -> anyhow::Result<()> {
+    PinnedDirectory::open(pin_dir)?.apply(&import.plan)?;
+    info!(
+        mailboxes = import.mailboxes,
+        changes = %import.plan.summary,
+        "directory file imported"
+    );
+    Ok(())
 }

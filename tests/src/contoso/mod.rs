@@ -1,7 +1,7 @@
 //! The Contoso lab: MISSION.md's default topology in network namespaces, with the real
 //! `balancer run` on every Client Access node (XDP attached, router serving), the mailbox back
 //! ends and the 2003 back end as `lab-upstream` processes, certificates made by a CA created
-//! at start, and the directory imported with `balancer directory import`.
+//! at start, and the directory in a CSV file every node's config names (`[directory] file`).
 //!
 //! Everything is named from a prefix (namespaces `<prefix>-usa-1`, pins under
 //! `/sys/fs/bpf/balancer-<prefix>`, files and PID files in `$TMPDIR/balancer-<prefix>`), so
@@ -138,11 +138,6 @@ impl Lab {
         for site in &SITES {
             for node in site.node_names() {
                 self.wait_serving(&node)?;
-                run(Command::new(self.balancer())
-                    .args(["directory", "--pin-dir"])
-                    .arg(self.pin_dir(&node))
-                    .arg("import")
-                    .arg(self.dir.join("mailboxes.csv")))?;
             }
         }
         for site in &SITES {

@@ -170,6 +170,9 @@ interval = "1s"
 timeout = "500ms"
 fall = 2
 
+[directory]
+file = "{dir}/mailboxes.csv"
+
 [router]
 handover_socket = "{dir}/{name}.handover.sock"
 cookie_secret = "contoso-lab-cookie-secret-0123456789"

@@ -7,9 +7,12 @@
 //! - [`records`]: the import formats (CSV, JSON lines) and their validation.
 //! - [`plan`]: what an import or a removal writes and deletes, worked out before writing.
 //! - [`pinned`]: the BPF map.
+//! - [`file`]: a directory file planned against the map (the CLI's import, `balancer run`'s
+//!   `[directory] file`).
 //!
 //! [`identity`]: super::identity
 
+pub mod file;
 mod pinned;
 pub mod plan;
 pub mod records;

@@ -49,7 +49,8 @@ struct CsvRecord {
 }
 
 /// The input format of an import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Csv,
     Jsonl,
