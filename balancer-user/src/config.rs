@@ -6,7 +6,7 @@
 
 mod router;
 
-pub use router::{Backend, ExternalUrlOverrides, RouterConfig};
+pub use router::{Backend, RouterConfig, VdirUrls};
 
 use crate::router::version::Version;
 use anyhow::{bail, Context as _};
@@ -195,7 +195,7 @@ pub struct Site {
     pub external_url: Option<String>,
     /// Per-virtual-directory ExternalURLs that differ from `external_url`'s.
     #[serde(default)]
-    pub external_urls: ExternalUrlOverrides,
+    pub external_urls: VdirUrls,
     /// Redirection to this site is allowed (switch off while its Internet link is down).
     #[serde(default = "yes")]
     pub redirect: bool,
@@ -229,6 +229,10 @@ pub struct Node {
     pub internal_url: Option<String>,
     /// Where to connect for `internal_url` (else its host is resolved).
     pub connect: Option<std::net::SocketAddr>,
+    /// Per-virtual-directory InternalURLs whose host differs from `internal_url`'s (requests
+    /// keep their path; these are resolved, `connect` applies to `internal_url` only).
+    #[serde(default)]
+    pub internal_urls: VdirUrls,
 }
 
 impl Config {

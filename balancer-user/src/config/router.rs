@@ -4,6 +4,7 @@
 
 use super::{yes, Config, Site};
 use crate::router::{
+    protocol::Protocol,
     proxy::{HealthChecks, ProxyConfig, ResponseTimeouts, UpstreamNode},
     server::Limits,
     tls::CertSpec,
@@ -168,6 +169,15 @@ impl Config {
                         &["https"],
                     )?;
                 }
+                for (name, protocol, url) in node.internal_urls.each() {
+                    let field = format!("sites[{s}].nodes[{n}].internal_urls.{name}");
+                    let parsed = uri(&field, url, &["https"])?;
+                    // The request keeps its path: only the origin may differ per directory.
+                    let path = parsed.path();
+                    if path != "/" && Protocol::of_path(path) != protocol {
+                        bail!("{field}: {url:?}: the path must be the virtual directory's (or none); requests keep their own path, only the scheme, host and port are taken");
+                    }
+                }
             }
             let scheme: &[&str] = match site.version {
                 Version::Exchange2003 => &["http"],
@@ -276,6 +286,7 @@ impl Config {
             name: b.name.clone(),
             base: b.url.parse().expect("validated"),
             addrs: b.connect.into_iter().collect(),
+            vdir_bases: Vec::new(),
         };
         let mut sites = AHashMap::new();
         let mut legacy = AHashMap::new();
@@ -291,6 +302,13 @@ impl Config {
                             name: n.name.clone(),
                             base: n.internal_url.as_ref()?.parse().expect("validated"),
                             addrs: n.connect.into_iter().collect(),
+                            vdir_bases: n
+                                .internal_urls
+                                .each()
+                                .map(|(_, protocol, url)| {
+                                    (protocol, url.parse().expect("validated"))
+                                })
+                                .collect(),
                         })
                     })
                     .collect();
@@ -348,13 +366,29 @@ impl Site {
     }
 }
 
-/// Per-virtual-directory ExternalURLs that differ from `external_url`'s defaults.
+/// Per-virtual-directory URLs that differ from the default ones (a site's ExternalURLs under
+/// `external_url`, a node's InternalURLs under `internal_url`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExternalUrlOverrides {
+pub struct VdirUrls {
     pub owa: Option<String>,
     pub activesync: Option<String>,
     pub ews: Option<String>,
     pub autodiscover: Option<String>,
     pub oab: Option<String>,
+}
+
+impl VdirUrls {
+    /// Each set URL with its field name and its protocol.
+    fn each(&self) -> impl Iterator<Item = (&'static str, Protocol, &String)> {
+        [
+            ("owa", Protocol::Owa, &self.owa),
+            ("activesync", Protocol::ActiveSync, &self.activesync),
+            ("ews", Protocol::Ews, &self.ews),
+            ("autodiscover", Protocol::Autodiscover, &self.autodiscover),
+            ("oab", Protocol::Oab, &self.oab),
+        ]
+        .into_iter()
+        .filter_map(|(name, protocol, url)| Some((name, protocol, url.as_ref()?)))
+    }
 }

@@ -171,3 +171,33 @@ fn the_example_gives_the_routers_topology_and_upstreams() {
         "R19: [router.timeouts] reaches the proxy"
     );
 }
+
+#[test]
+fn per_directory_internal_urls_change_the_origin_only() {
+    let text = EXAMPLE.replacen(
+        "internal_url = \"https://asia-1.contoso.internal\"\n",
+        "internal_url = \"https://asia-1.contoso.internal\"\n\
+         [sites.nodes.internal_urls]\n\
+         ews = \"https://ews.asia-1.contoso.internal:8443/EWS/Exchange.asmx\"\n",
+        1,
+    );
+    let mut c = Config::parse(&text).unwrap();
+    c.router.as_mut().unwrap().upstreams.trust.clear();
+    let asia = &c.proxy_config().unwrap().sites["asia"][0];
+    let ews = asia.base_for("/EWS/Exchange.asmx");
+    assert_eq!(
+        (ews.host(), ews.port_u16()),
+        (Some("ews.asia-1.contoso.internal"), Some(8443))
+    );
+    assert_eq!(
+        asia.base_for("/owa/").host(),
+        Some("asia-1.contoso.internal")
+    );
+
+    let wrong = text.replace("8443/EWS/Exchange.asmx", "8443/owa");
+    let err = format!("{:#}", Config::parse(&wrong).unwrap_err());
+    assert!(
+        err.contains("sites[2].nodes[0].internal_urls.ews") && err.contains("virtual directory"),
+        "{err}"
+    );
+}

@@ -16,6 +16,7 @@ pub fn node(name: &str, scheme: &str, host: &str, addr: SocketAddr) -> UpstreamN
             .parse()
             .unwrap(),
         addrs: vec![addr],
+        vdir_bases: Vec::new(),
     }
 }
 

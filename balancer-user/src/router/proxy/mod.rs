@@ -23,6 +23,7 @@ pub use timeouts::ResponseTimeouts;
 
 use super::{
     decision::Pick,
+    protocol::Protocol,
     responses::{self, Body, BodyError},
     server::ClientAddr,
     service::{Forward, ResponseFuture, Target, VIA_HEADER},
@@ -58,6 +59,19 @@ pub struct UpstreamNode {
     pub base: Uri,
     /// Where to connect for that host; empty: resolve it.
     pub addrs: Vec<SocketAddr>,
+    /// Per-virtual-directory InternalURLs with another origin (scheme, host, port).
+    pub vdir_bases: Vec<(Protocol, Uri)>,
+}
+
+impl UpstreamNode {
+    /// The origin a request to `path` goes to: its virtual directory's, or the node's.
+    pub fn base_for(&self, path: &str) -> &Uri {
+        let protocol = Protocol::of_path(path);
+        self.vdir_bases
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map_or(&self.base, |(_, base)| base)
+    }
 }
 
 /// What the proxy needs to know.
@@ -352,7 +366,10 @@ impl Proxy {
             };
             let Some(this_body) = body.take() else { break };
             let mut attempt = Request::from_parts(parts.clone(), this_body);
-            *attempt.uri_mut() = upstream_uri(&node.spec.base, parts.uri.path_and_query());
+            *attempt.uri_mut() = upstream_uri(
+                node.spec.base_for(parts.uri.path()),
+                parts.uri.path_and_query(),
+            );
             let limit = self.config.timeouts.for_path(parts.uri.path());
             let Ok(answer) = tokio::time::timeout(limit, self.client.request(attempt)).await else {
                 warn!(node = %node.spec.name, path = parts.uri.path(), ?limit, "upstream did not answer in time");
