@@ -21,6 +21,9 @@ pub const NODE_FLAG_HEALTHY: u32 = 2;
 /// The node has been up at least once: it has its place in the table (userspace only; see
 /// `balancer-user`'s `maglev` module on joining members).
 pub const NODE_FLAG_JOINED: u32 = 4;
+/// An operator took the node out (`balancer xdp health NODE down`): health checks that pass
+/// do not put it back; only the operator does (userspace only).
+pub const NODE_FLAG_DRAINED: u32 = 8;
 
 /// Value of [`crate::maps::NODES`], indexed by node id (aligned to 8, size unchanged: word
 /// moves in BPF).

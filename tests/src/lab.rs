@@ -257,6 +257,7 @@ impl Lab {
                 &mut DataplaneMaps::open_for_write(&n.pin_dir)?,
                 name,
                 false,
+                sync::By::Operator,
             )?;
         }
         Ok(())
@@ -288,6 +289,7 @@ impl Lab {
                     &mut DataplaneMaps::open_for_write(&n.pin_dir)?,
                     name,
                     true,
+                    sync::By::Operator,
                 )?;
             }
         }

@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use balancer_common::{
-    node::{active_slot, NODE_FLAG_HEALTHY, NODE_FLAG_JOINED},
+    node::{active_slot, NODE_FLAG_DRAINED, NODE_FLAG_HEALTHY, NODE_FLAG_JOINED},
     router_stats::RouterCounters,
     stats::Counters,
 };
@@ -35,6 +35,7 @@ pub fn status(config: &Config) -> anyhow::Result<()> {
             flags & NODE_FLAG_JOINED != 0,
         ) {
             (true, _) => "up",
+            (false, _) if flags & NODE_FLAG_DRAINED != 0 => "drained",
             (false, true) => "down",
             (false, false) => "joining",
         };

@@ -86,7 +86,8 @@ pub fn run(cmd: XdpCommand) -> anyhow::Result<()> {
         } => {
             let config = Config::load(&config)?;
             let mut maps = DataplaneMaps::open_for_write(&config.dataplane.pin_dir)?;
-            let changed = sync::set_health(&config, &mut maps, &node, state == "up")?;
+            let changed =
+                sync::set_health(&config, &mut maps, &node, state == "up", sync::By::Operator)?;
             println!(
                 "{node} {state}; table {}",
                 if changed { "republished" } else { "unchanged" }

@@ -9,7 +9,9 @@ use crate::{
 use anyhow::{bail, Context as _};
 use balancer_common::{
     maps::MAX_NODES,
-    node::{NodeInfo, NODE_FLAG_CONFIGURED, NODE_FLAG_HEALTHY, NODE_FLAG_JOINED},
+    node::{
+        NodeInfo, NODE_FLAG_CONFIGURED, NODE_FLAG_DRAINED, NODE_FLAG_HEALTHY, NODE_FLAG_JOINED,
+    },
     vip::{v4_mapped, VipInfo, VipKey, AFFINITY_NETWORK, AFFINITY_SINGLE, PROTO_TCP},
 };
 use std::net::IpAddr;
@@ -175,7 +177,10 @@ pub fn apply(
 
     let members = members(config, maps, new)?;
     for (node, member) in config.site().nodes.iter().zip(&members) {
-        maps.nodes.set(node.id, node_info(node, member.state), 0)?;
+        let drained = maps.nodes.get(&node.id, 0)?.flags & NODE_FLAG_DRAINED;
+        let mut info = node_info(node, member.state);
+        info.flags |= drained;
+        maps.nodes.set(node.id, info, 0)?;
     }
     let configured: Vec<u32> = members.iter().map(|m| m.id).collect();
     for id in 1..MAX_NODES {
@@ -220,17 +225,36 @@ pub fn apply(
     })
 }
 
+/// Who marks a node up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// An operator (`balancer xdp health`): down drains the node, and only the operator's up
+    /// brings it back.
+    Operator,
+    /// Health checks (`balancer run`'s peer checks): their up leaves a drained node out.
+    Checks,
+}
+
 /// Marks a node of the array up or down and republishes the table. Down moves only that
 /// node's slots; the first up of a joining node gives it its share. Returns whether the table
-/// changed.
+/// changed (a check's up on a drained node changes nothing).
 pub fn set_health(
     config: &Config,
     maps: &mut DataplaneMaps,
     name: &str,
     up: bool,
+    by: By,
 ) -> anyhow::Result<bool> {
     let Some(node) = config.site().nodes.iter().find(|n| n.name == name) else {
         bail!("{name:?} is not a node of site {:?}", config.site().name);
+    };
+    let drained = maps.nodes.get(&node.id, 0)?.flags & NODE_FLAG_DRAINED != 0;
+    if up && drained && by == By::Checks {
+        return Ok(false);
+    }
+    let drained = match by {
+        By::Operator => !up,
+        By::Checks => drained,
     };
     let current = members(config, maps, NewMembers::Joining)?
         .into_iter()
@@ -242,7 +266,11 @@ pub fn set_health(
         (false, MemberState::Joining) => MemberState::Joining,
         (false, _) => MemberState::Down,
     };
-    maps.nodes.set(node.id, node_info(node, state), 0)?;
+    let mut info = node_info(node, state);
+    if drained {
+        info.flags |= NODE_FLAG_DRAINED;
+    }
+    maps.nodes.set(node.id, info, 0)?;
     let members = members(config, maps, NewMembers::Joining)?;
     let table = maglev::build(&members, config.dataplane.ring_size)?;
     maps.publish_ring(&table)

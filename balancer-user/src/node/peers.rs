@@ -110,10 +110,15 @@ async fn check_forever(config: Arc<Config>, checks: config::PeerChecks, peers: V
             let (config, name) = (config.clone(), peer.name.clone());
             let written = tokio::task::spawn_blocking(move || {
                 let mut maps = DataplaneMaps::open_for_write(&config.dataplane.pin_dir)?;
-                sync::set_health(&config, &mut maps, &name, up)
+                sync::set_health(&config, &mut maps, &name, up, sync::By::Checks)
             })
             .await;
             match written {
+                Ok(Ok(false)) if up => info!(
+                    node = %peer.name,
+                    "passes its checks, but an operator drained it: left out until `balancer xdp health {} up`",
+                    peer.name
+                ),
                 Ok(Ok(changed)) => {
                     info!(node = %peer.name, up, table_changed = changed, "table updated")
                 }

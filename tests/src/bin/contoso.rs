@@ -344,6 +344,7 @@ fn run_demo(lab: &mut Lab) -> anyhow::Result<bool> {
             println!("      answer: {}", r.body.lines().next().unwrap_or(""));
         }
     }
+    ok &= drain(lab)?;
     ok &= array_failure(lab)?;
     ok &= upstream_failure(lab)?;
     Ok(ok)
@@ -375,6 +376,51 @@ fn affinity(lab: &Lab, clients: &[IpAddr]) -> anyhow::Result<Vec<(String, String
             Ok((https, http, format!("usa-{owner}")))
         })
         .collect()
+}
+
+/// An operator drains usa-2 on both nodes (`balancer xdp health usa-2 down`): its clients move
+/// to usa-1, and the peer checks, which usa-2 still passes, leave it out until the operator
+/// brings it back.
+fn drain(lab: &mut Lab) -> anyhow::Result<bool> {
+    let health = |state: &str| -> anyhow::Result<()> {
+        for node in ["usa-1", "usa-2"] {
+            balancer_tests::netns::run(
+                std::process::Command::new(lab.balancer())
+                    .args(["xdp", "health", "--config"])
+                    .arg(lab.config_path(node))
+                    .args(["usa-2", state]),
+            )?;
+        }
+        Ok(())
+    };
+    println!("\nR3: an operator drains usa-2 (it still passes its peer checks)");
+    health("down")?;
+    // A reload restarts the peer checks, which start from the table (usa-2 down) and see it
+    // pass: drained, it stays out. (The config file is polled every 2 s; rise is 2 checks.)
+    for node in ["usa-1", "usa-2"] {
+        let path = lab.config_path(node);
+        std::fs::write(&path, std::fs::read(&path)?)?;
+    }
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let clients: Vec<IpAddr> = (1..=CLIENTS).map(client).collect();
+    let served = affinity(lab, &clients)?;
+    let (on_1, up) = (
+        served.iter().filter(|s| s.0 == "usa-1").count(),
+        lab.up_members("usa-1")?,
+    );
+    let kept_out = lab.log("usa-1").contains("an operator drained it");
+    let ok = on_1 == clients.len() && up == [1] && lab.up_members("usa-2")? == [1] && kept_out;
+    println!(
+        "after a reload: tables' members up {up:?}; {on_1} of {} clients served by usa-1; \
+         usa-1's checks saw usa-2 pass and left it out: {kept_out} {}",
+        clients.len(),
+        mark(ok)
+    );
+    health("up")?;
+    lab.wait_array_up("usa-1", 2)?;
+    lab.wait_array_up("usa-2", 2)?;
+    println!("usa-2 back: tables have both nodes up");
+    Ok(ok)
 }
 
 /// R2, R3: client affinity on the usa array; usa-2 fails (crash, link down, withdrawn by the
