@@ -148,8 +148,8 @@ fn attach_inspect_operate_and_detach() {
     );
     let status = cli.ok(&["status"]);
     assert!(
-        status.contains("usa-2") && status.contains("down"),
-        "{status}"
+        status.contains("usa-2") && status.contains("drained"),
+        "an operator's down drains the node: {status}"
     );
     assert!(
         status.contains("100.00%"),
@@ -169,7 +169,7 @@ fn attach_inspect_operate_and_detach() {
         "{stats}"
     );
 
-    // Attaching again adopts the pinned maps (usa-2 stays down) and replaces the program.
+    // Attaching again adopts the pinned maps (usa-2 stays drained) and replaces the program.
     let again = cli.ok(&["xdp", "attach"]);
     assert!(again.contains("eth0: Replaced"), "{again}");
     assert_eq!(
@@ -177,6 +177,8 @@ fn attach_inspect_operate_and_detach() {
         "usa-1",
         "R18: state survives"
     );
+    let status = cli.ok(&["status"]);
+    assert!(status.contains("drained"), "the drain survives: {status}");
 
     // A broken config is refused with the field, and the running state is kept.
     std::fs::write(
