@@ -15,6 +15,9 @@ pub struct Load {
     /// Non-2xx answers and socket errors: a run with many is not a fair figure.
     pub errors: u64,
     pub requests: u64,
+    /// CPU time the proxy used per request (user and system), in microseconds: what a
+    /// request costs, much less sensitive to the box's noise than requests/s.
+    pub cpu_us_per_request: f64,
 }
 
 /// How hard to push.
@@ -22,6 +25,19 @@ pub struct Load {
 pub struct Shape {
     pub connections: u32,
     pub duration: Duration,
+}
+
+/// Runs `load` and adds the CPU time `server` used per request.
+pub fn costed(
+    server: &super::servers::Server,
+    load: impl FnOnce() -> anyhow::Result<Load>,
+) -> anyhow::Result<Load> {
+    let before = server.cpu_ticks();
+    let mut measured = load()?;
+    let ticks = server.cpu_ticks().saturating_sub(before) as f64;
+    let micros = ticks * 1e6 / super::servers::clock_ticks_per_second();
+    measured.cpu_us_per_request = micros / measured.requests.max(1) as f64;
+    Ok(measured)
 }
 
 /// `wrk --latency` over HTTP/1.1 keep-alive, or with a new connection (and TLS handshake) per

@@ -4,7 +4,7 @@
 //!
 //! Each proxy gets one worker (`worker_processes 1`, `nbthread 1`, one tokio worker) pinned to
 //! core 0; the load generator and the upstream share core 1. Measured per proxy:
-//! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, p50, p99;
+//! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99;
 //! - `l7.h1.handshake`: wrk with `Connection: close`: a TLS handshake per request;
 //! - `l7.h2`: h2load, HTTP/2 with concurrent streams: requests/s, p50, p99, p99.9;
 //! - `l7.rss`: resident memory idle, and with N idle TLS connections open.
@@ -144,16 +144,22 @@ fn measure(
         duration: Duration::from_secs(1),
     };
     load::wrk(&mut generator.prefix(), &url, warm_up, false)?;
-    let keepalive = load::wrk(&mut generator.prefix(), &url, plan.keepalive, false)?;
-    let handshake = load::wrk(&mut generator.prefix(), &url, plan.handshake, true)?;
+    let keepalive = load::costed(server, || {
+        load::wrk(&mut generator.prefix(), &url, plan.keepalive, false)
+    })?;
+    let handshake = load::costed(server, || {
+        load::wrk(&mut generator.prefix(), &url, plan.handshake, true)
+    })?;
     let log = dir.join(format!("{}-h2load.log", server.name));
-    let h2 = load::h2load(
-        &mut generator.prefix(),
-        &url,
-        plan.h2,
-        plan.h2_streams,
-        &log,
-    )?;
+    let h2 = load::costed(server, || {
+        load::h2load(
+            &mut generator.prefix(),
+            &url,
+            plan.h2,
+            plan.h2_streams,
+            &log,
+        )
+    })?;
     std::thread::sleep(Duration::from_millis(500));
     let rss_idle_kib = server.rss_kib();
     let roots = ca.roots();
@@ -204,6 +210,13 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
                     "{how}; higher is better; errors {} vs {}",
                     a.errors, b.errors
                 ),
+            );
+            compare(
+                &format!("{key}.cpu_per_request"),
+                "us",
+                a.cpu_us_per_request,
+                b.cpu_us_per_request,
+                "CPU time of the proxy's processes per request; lower is better",
             );
             compare(
                 &format!("{key}.p50"),

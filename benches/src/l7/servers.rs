@@ -25,10 +25,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Resident memory of the server's processes (the process and its children), in KiB.
-    pub fn rss_kib(&self) -> u64 {
+    /// The server's processes: it and its children (nginx's worker is a child of the master).
+    fn pids(&self) -> Vec<u32> {
         let mut pids = vec![self.child.id()];
-        // nginx's worker is a child of the master.
         if let Ok(children) =
             std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
         {
@@ -38,8 +37,48 @@ impl Server {
                     .filter_map(|p| p.parse::<u32>().ok()),
             );
         }
-        pids.iter().map(|p| rss_of(*p)).sum()
+        pids
     }
+
+    /// Resident memory of the server's processes, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.pids().iter().map(|p| rss_of(*p)).sum()
+    }
+
+    /// CPU time the server's processes have used (user and system), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.pids().iter().map(|p| cpu_ticks_of(*p)).sum()
+    }
+}
+
+/// `utime + stime` of `/proc/<pid>/stat` (fields 14 and 15), in clock ticks.
+fn cpu_ticks_of(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux).
+pub fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 impl Drop for Server {
