@@ -34,18 +34,22 @@ impl Protocol {
             .split(['/', '?'])
             .next()
             .unwrap_or("");
-        match first.to_ascii_lowercase().as_str() {
-            "owa" => Protocol::Owa,
-            "microsoft-server-activesync" => Protocol::ActiveSync,
-            "ews" => Protocol::Ews,
-            "autodiscover" => Protocol::Autodiscover,
-            "oab" => Protocol::Oab,
-            "rpc" => Protocol::Rpc,
-            "exchange" => Protocol::LegacyExchange,
-            "public" => Protocol::LegacyPublic,
-            "exchweb" => Protocol::LegacyExchweb,
-            _ => Protocol::Other,
-        }
+        // Every request is classified: compared in place, without a lowercased copy.
+        const DIRECTORIES: [(&str, Protocol); 9] = [
+            ("owa", Protocol::Owa),
+            ("microsoft-server-activesync", Protocol::ActiveSync),
+            ("ews", Protocol::Ews),
+            ("autodiscover", Protocol::Autodiscover),
+            ("oab", Protocol::Oab),
+            ("rpc", Protocol::Rpc),
+            ("exchange", Protocol::LegacyExchange),
+            ("public", Protocol::LegacyPublic),
+            ("exchweb", Protocol::LegacyExchweb),
+        ];
+        DIRECTORIES
+            .iter()
+            .find(|(name, _)| first.eq_ignore_ascii_case(name))
+            .map_or(Protocol::Other, |(_, protocol)| *protocol)
     }
 
     /// The virtual directory as Exchange names it.

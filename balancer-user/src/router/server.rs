@@ -135,21 +135,22 @@ pub async fn serve(
             if !first_bytes(&mut tls, first_request_timeout).await {
                 return debug!(%peer, "no request after the TLS handshake");
             }
-            let activity = Activity::default();
+            let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            // Requests are tracked for HTTP/2's idle timeout only.
+            let activity = is_h2.then(Activity::default);
             let service_activity = activity.clone();
             let service = service_fn(move |mut request: Request<Incoming>| {
                 // The router in force when the request arrives (a reload swaps it).
                 let router = router.load_full();
                 request.extensions_mut().insert(ClientAddr(peer));
-                let running = service_activity.start();
+                let running = service_activity.as_ref().map(Activity::start);
                 async move {
                     let _running = running;
                     let request = request.map(|body| body.map_err(|e| BodyError(e.into())).boxed());
                     Ok::<_, Infallible>(router.handle(request).await)
                 }
             });
-            let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let ended = if is_h2 {
+            let ended = if let Some(activity) = activity {
                 // Counted by the graceful shutdown while held; closes itself when idle.
                 let _watcher = watcher;
                 let conn = h2.serve_connection(TokioIo::new(tls), service);

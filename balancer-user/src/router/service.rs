@@ -196,13 +196,16 @@ impl Router {
         request: Request<Body>,
         protocol: Protocol,
     ) -> (Request<Body>, identity::ews::EwsRequest) {
-        let length = request
+        if protocol != Protocol::Ews || request.method() != Method::POST {
+            return (request, Default::default());
+        }
+        let small = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let small = length.is_some_and(|n| n > 0 && n <= self.settings.ews_body_limit);
-        if protocol != Protocol::Ews || request.method() != Method::POST || !small {
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > 0 && n <= self.settings.ews_body_limit);
+        if !small {
             return (request, Default::default());
         }
         let (parts, body) = request.into_parts();

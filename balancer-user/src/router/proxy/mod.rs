@@ -359,6 +359,7 @@ impl Proxy {
         // A body that is known to be empty can be sent again to the next node.
         let replayable = hyper::body::Body::size_hint(&body).exact() == Some(0);
         let mut body = Some(body);
+        let limit = self.config.timeouts.for_path(parts.uri.path());
         let mut last_error = String::from("every node is at its limit of requests in flight");
         for node in &nodes {
             let Ok(permit) = node.in_flight.clone().try_acquire_owned() else {
@@ -370,7 +371,6 @@ impl Proxy {
                 node.spec.base_for(parts.uri.path()),
                 parts.uri.path_and_query(),
             );
-            let limit = self.config.timeouts.for_path(parts.uri.path());
             let Ok(answer) = tokio::time::timeout(limit, self.client.request(attempt)).await else {
                 warn!(node = %node.spec.name, path = parts.uri.path(), ?limit, "upstream did not answer in time");
                 return responses::refuse(
