@@ -2,9 +2,10 @@
 //! the same run, reported as ratios in `target/bench/results.json` and `target/bench/report.md`.
 //!
 //! Sections: [`l4`] (per-packet cost of each XDP path against a minimal XDP program),
-//! [`tables`] (Maglev build and publish) and [`l7`] (HTTPS through the router next to nginx
-//! and HAProxy).
+//! [`tables`] (Maglev build and publish), [`directory`] (lookups with a million mailboxes) and
+//! [`l7`] (HTTPS through the router next to nginx and HAProxy).
 
+mod directory;
 mod l4;
 mod l7;
 mod report;
@@ -35,6 +36,8 @@ fn main() -> anyhow::Result<()> {
     l4::run(&mut results, args.quick)?;
     eprintln!("bench: Maglev tables ...");
     tables::run(&mut results, args.quick)?;
+    eprintln!("bench: directory lookups ...");
+    directory::run(&mut results, args.quick)?;
     eprintln!("bench: L7 (HTTPS through the router, nginx, HAProxy) ...");
     let balancer = std::env::current_exe()?
         .parent()
