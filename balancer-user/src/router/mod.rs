@@ -15,6 +15,7 @@
 //!   router's own answers.
 //! - [`decision`]: serve here, proxy to a site, redirect, or refuse (R7-R14).
 
+mod accept;
 pub mod decision;
 pub mod directory;
 pub mod identity;

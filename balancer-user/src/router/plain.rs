@@ -3,6 +3,7 @@
 //! credentials and need TLS.
 
 use super::{
+    accept::{Accepted, CappedListener},
     protocol::Protocol,
     responses::{self, Body, FRONT_END_HEADER},
     server::Limits,
@@ -11,7 +12,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::{convert::Infallible, future::Future, sync::Arc};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 use tracing::debug;
 
 /// The answer to a plain-HTTP request.
@@ -58,25 +59,14 @@ pub async fn serve(
     front_end: Option<HeaderValue>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let listener = CappedListener::new(listener, limits.max_connections);
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
     let h1 = Arc::new(h1);
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => return,
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(_) => continue,
-            },
-            () = &mut shutdown => return,
-        };
+    while let Some(Accepted { tcp, peer, permit }) = listener.next(&mut shutdown).await {
         let (h1, front_end) = (h1.clone(), front_end.clone());
         tokio::spawn(async move {
             let _permit = permit;

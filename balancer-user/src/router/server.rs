@@ -5,7 +5,11 @@
 //! between requests), an idle timeout for HTTP/2 connections, a maximum header size and count,
 //! and a cap on HTTP/2 streams.
 
-use super::{responses::BodyError, service::Router};
+use super::{
+    accept::{Accepted, CappedListener},
+    responses::BodyError,
+    service::Router,
+};
 use arc_swap::ArcSwap;
 use http_body_util::BodyExt as _;
 use hyper::{
@@ -20,7 +24,7 @@ use hyper_util::{
 };
 use rustls::ServerConfig;
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -78,7 +82,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let listener = CappedListener::new(listener, limits.max_connections);
     let graceful = GracefulShutdown::new();
     // The protocol comes from ALPN, not from sniffing the first bytes (hyper-util's `auto`
     // does that with no deadline: an idle connection would be held forever).
@@ -96,21 +100,7 @@ pub async fn serve(
     // Tells HTTP/2 connections (which close themselves when idle) that the server stops.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    while let Some(Accepted { tcp, peer, permit }) = listener.next(&mut shutdown).await {
         let (acceptor, router, h1, h2) = (acceptor.clone(), router.clone(), h1.clone(), h2.clone());
         let metrics = router.load().metrics.clone();
         let watcher = graceful.watcher();

@@ -92,11 +92,11 @@ impl Router {
                 "this request has already passed through this router",
             );
         }
-        let path = request.uri().path().to_string();
-        if is_health_check(request.method(), &path) {
+        let path = request.uri().path();
+        if is_health_check(request.method(), path) {
             return responses::health();
         }
-        let protocol = Protocol::of_path(&path);
+        let protocol = Protocol::of_path(path);
         let (request, found) = match self.identify(request, protocol).await {
             Ok(x) => x,
             Err(refusal) => return refusal,

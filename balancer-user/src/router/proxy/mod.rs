@@ -360,19 +360,27 @@ impl Proxy {
         let replayable = hyper::body::Body::size_hint(&body).exact() == Some(0);
         let mut body = Some(body);
         let limit = self.config.timeouts.for_path(parts.uri.path());
+        // The path and query (shared bytes, not copied), kept for each attempt's URI.
+        let path_and_query = parts.uri.path_and_query().cloned();
+        let path = path_and_query.as_ref().map_or("/", |p| p.path());
+        let mut parts = Some(parts);
         let mut last_error = String::from("every node is at its limit of requests in flight");
-        for node in &nodes {
+        for (i, node) in nodes.iter().enumerate() {
             let Ok(permit) = node.in_flight.clone().try_acquire_owned() else {
                 continue;
             };
             let Some(this_body) = body.take() else { break };
-            let mut attempt = Request::from_parts(parts.clone(), this_body);
-            *attempt.uri_mut() = upstream_uri(
-                node.spec.base_for(parts.uri.path()),
-                parts.uri.path_and_query(),
-            );
+            // The head is copied only when another node may be tried after this one.
+            let another_may_follow = replayable && i + 1 < nodes.len();
+            let this_parts = match another_may_follow {
+                true => parts.clone(),
+                false => parts.take(),
+            };
+            let Some(this_parts) = this_parts else { break };
+            let mut attempt = Request::from_parts(this_parts, this_body);
+            *attempt.uri_mut() = upstream_uri(node.spec.base_for(path), path_and_query.as_ref());
             let Ok(answer) = tokio::time::timeout(limit, self.client.request(attempt)).await else {
-                warn!(node = %node.spec.name, path = parts.uri.path(), ?limit, "upstream did not answer in time");
+                warn!(node = %node.spec.name, path, ?limit, "upstream did not answer in time");
                 return responses::refuse(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
