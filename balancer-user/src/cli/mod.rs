@@ -35,6 +35,10 @@ pub enum Command {
         /// Join a running array (no clients until marked up on every node).
         #[arg(long)]
         join: bool,
+        /// Threads serving traffic (default: one per core). With 1, everything runs on one
+        /// thread with no cross-thread scheduling, as one nginx worker or one HAProxy thread.
+        #[arg(long, env = "BALANCER_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
     },
     /// Check a config file; every error names the field and says what is wrong.
     CheckConfig { file: std::path::PathBuf },
@@ -73,6 +77,22 @@ pub fn init_tracing(json: bool) {
     }
 }
 
+/// The runtime of `balancer run`: one thread for one worker, else a thread per worker (or per
+/// core).
+fn runtime(workers: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
+    match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n.into());
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Xdp(cmd) => xdp::run(cmd),
@@ -80,9 +100,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Status { config } => status::status(&Config::load(&config)?),
         Command::Stats { config, watch } => status::stats(&Config::load(&config)?, watch),
         Command::Detach { config } => xdp::run(xdp::XdpCommand::Detach { config }),
-        Command::Run { config, join } => tokio::runtime::Runtime::new()?.block_on(
-            balancer_user::node::run(balancer_user::node::RunOptions { config, join }),
-        ),
+        Command::Run {
+            config,
+            join,
+            workers,
+        } => {
+            runtime(workers)?.block_on(balancer_user::node::run(balancer_user::node::RunOptions {
+                config,
+                join,
+            }))
+        }
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             if config.router.is_some() {

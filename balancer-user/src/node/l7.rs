@@ -10,6 +10,7 @@ use crate::{
         service::{Router, Settings},
     },
 };
+use anyhow::Context as _;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -36,7 +37,11 @@ impl L7 {
             forward: Arc::new(proxy),
             settings: Settings {
                 node_name: config.node.name.clone(),
-                front_end_header: router_config.front_end_header,
+                front_end: router_config
+                    .front_end_header
+                    .then(|| http::HeaderValue::from_str(&config.node.name))
+                    .transpose()
+                    .context("node.name: not usable as a header value")?,
                 autodiscover_body_limit: router_config.autodiscover_body_limit,
                 ews_body_limit: router_config.ews_body_limit,
             },

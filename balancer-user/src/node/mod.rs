@@ -125,7 +125,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         servers.spawn(plain::serve(
             http,
             limits.clone(),
-            routers.load().settings.front_end_value(),
+            routers.load().settings.front_end.clone(),
             stopped(stop_rx.clone()),
         ));
     }

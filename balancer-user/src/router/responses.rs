@@ -2,7 +2,7 @@
 //! refusals with a short reason, health checks.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
 
 /// Any error, boxed.
@@ -29,7 +29,7 @@ impl std::error::Error for BodyError {
 pub type Body = BoxBody<Bytes, BodyError>;
 
 /// Header naming this node on every response (R20; can be switched off).
-pub const FRONT_END_HEADER: &str = "x-balancer-front-end";
+pub const FRONT_END_HEADER: HeaderName = HeaderName::from_static("x-balancer-front-end");
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

@@ -10,7 +10,7 @@ use super::{
     topology::Topology,
 };
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use std::{future::Future, pin::Pin, sync::Arc};
 use tracing::{debug, warn};
@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 mod tests;
 
 /// Header listing the routers a request has passed through (R20 loop detection).
-pub const VIA_HEADER: &str = "x-balancer-via";
+pub const VIA_HEADER: HeaderName = HeaderName::from_static("x-balancer-via");
 
 /// Where a request goes when the router does not answer it itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,22 +45,14 @@ pub trait Forward: Send + Sync + 'static {
 pub struct Settings {
     /// This node's name, in loop detection and in the front-end header.
     pub node_name: String,
-    /// Add the front-end header to responses (R20; can be switched off).
-    pub front_end_header: bool,
+    /// The front-end header's value (this node's name), added to every response (R20);
+    /// `None`: switched off.
+    pub front_end: Option<HeaderValue>,
     /// Largest Autodiscover body read to find the identity (R5).
     pub autodiscover_body_limit: usize,
     /// Largest EWS body read to find the mailboxes it opens (R10); larger ones, and bodies of
     /// unknown length, stream through unread.
     pub ews_body_limit: usize,
-}
-
-impl Settings {
-    /// The front-end header's value, if it is switched on (R20).
-    pub fn front_end_value(&self) -> Option<HeaderValue> {
-        self.front_end_header
-            .then(|| HeaderValue::from_str(&self.node_name).ok())
-            .flatten()
-    }
 }
 
 /// The router of one node.
@@ -79,8 +71,8 @@ impl Router {
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
         let mut response = self.route(request).await;
         self.metrics.response(response.status());
-        if let Some(v) = self.settings.front_end_value() {
-            response.headers_mut().insert(FRONT_END_HEADER, v);
+        if let Some(v) = &self.settings.front_end {
+            response.headers_mut().insert(FRONT_END_HEADER, v.clone());
         }
         response
     }

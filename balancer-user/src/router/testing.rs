@@ -92,7 +92,7 @@ pub fn router(this_site: &str, forward: Arc<dyn Forward>) -> Router {
         forward,
         settings: Settings {
             node_name: format!("{this_site}-1"),
-            front_end_header: true,
+            front_end: Some(http::HeaderValue::from_str(&format!("{this_site}-1")).unwrap()),
             autodiscover_body_limit: 4096,
             ews_body_limit: 65536,
         },

@@ -34,6 +34,15 @@ pub fn costed(
 ) -> anyhow::Result<Load> {
     let before = server.cpu_ticks();
     let mut measured = load()?;
+    // Figures of a proxy that mostly failed would mean nothing: the harness is broken.
+    if measured.requests == 0 || measured.errors * 2 > measured.requests {
+        bail!(
+            "{}: {} requests, {} failed: see its log",
+            server.name,
+            measured.requests,
+            measured.errors
+        );
+    }
     let ticks = server.cpu_ticks().saturating_sub(before) as f64;
     let micros = ticks * 1e6 / super::servers::clock_ticks_per_second();
     measured.cpu_us_per_request = micros / measured.requests.max(1) as f64;

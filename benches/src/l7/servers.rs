@@ -289,7 +289,8 @@ connect = "{UPSTREAM}"
         cmd.arg("run")
             .arg("--config")
             .arg(&path)
-            .env("TOKIO_WORKER_THREADS", "1")
+            .arg("--workers")
+            .arg("1")
             .env("RUST_LOG", "warn");
         self.start("balancer", addr, cmd)
     }

@@ -4,16 +4,18 @@
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 /// `Transfer-Encoding` is left to hyper, which frames the forwarded body itself.
@@ -28,7 +30,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -38,34 +40,33 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 pub fn add_forwarding(
     headers: &mut HeaderMap,
     client: Option<IpAddr>,
-    via_header: &str,
+    via_header: &HeaderName,
     node: &str,
 ) {
     if let Some(ip) = client {
-        let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prior) => format!("{prior}, {ip}"),
             None => ip.to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert("x-forwarded-for", v);
+            headers.insert(X_FORWARDED_FOR, v);
         }
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     let via = match headers.get(via_header).and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {node}"),
         None => node.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&via) {
-        headers.insert(
-            HeaderName::from_bytes(via_header.as_bytes()).expect("static name"),
-            v,
-        );
+        headers.insert(via_header.clone(), v);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const VIA: HeaderName = HeaderName::from_static("x-balancer-via");
 
     #[test]
     fn hop_by_hop_headers_do_not_pass() {
@@ -87,13 +88,8 @@ mod tests {
     fn forwarding_headers_append() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
-        add_forwarding(
-            &mut h,
-            Some("192.0.2.7".parse().unwrap()),
-            "x-balancer-via",
-            "usa-1",
-        );
-        add_forwarding(&mut h, None, "x-balancer-via", "asia-2");
+        add_forwarding(&mut h, Some("192.0.2.7".parse().unwrap()), &VIA, "usa-1");
+        add_forwarding(&mut h, None, &VIA, "asia-2");
         assert_eq!(h["x-forwarded-for"], "198.51.100.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-balancer-via"], "usa-1, asia-2");

@@ -30,7 +30,7 @@ use super::{
 };
 use crate::health::{Thresholds, Verdict};
 use ahash::AHashMap;
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
@@ -49,7 +49,7 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 /// Header naming the upstream node that served a response (R20; can be switched off).
-pub const BACK_END_HEADER: &str = "x-balancer-back-end";
+pub const BACK_END_HEADER: HeaderName = HeaderName::from_static("x-balancer-back-end");
 
 /// One upstream node.
 #[derive(Debug, Clone)]
@@ -135,6 +135,8 @@ impl Default for HealthChecks {
 /// A node with its limits and passive health.
 struct Node {
     spec: UpstreamNode,
+    /// The back-end header's value: the node's name (R20); `None` if switched off.
+    back_end: Option<HeaderValue>,
     in_flight: Arc<Semaphore>,
     /// Milliseconds since `epoch` until which the node is ejected; 0: in.
     ejected_until: AtomicU64,
@@ -191,6 +193,10 @@ impl Proxy {
         let node = |spec: &UpstreamNode| {
             Arc::new(Node {
                 spec: spec.clone(),
+                back_end: config
+                    .back_end_header
+                    .then(|| HeaderValue::from_str(&spec.name).ok())
+                    .flatten(),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight_per_node)),
                 ejected_until: AtomicU64::new(0),
                 verdict: Verdict::new(true),
@@ -348,7 +354,7 @@ impl Proxy {
         headers::add_forwarding(
             &mut parts.headers,
             client_ip,
-            VIA_HEADER,
+            &VIA_HEADER,
             &self.config.node_name,
         );
         parts.headers.remove(header::HOST);
@@ -435,10 +441,8 @@ impl Proxy {
     ) -> Response<Body> {
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
-        if self.config.back_end_header {
-            if let Ok(v) = HeaderValue::from_str(&node.spec.name) {
-                parts.headers.insert(BACK_END_HEADER, v);
-            }
+        if let Some(v) = &node.back_end {
+            parts.headers.insert(BACK_END_HEADER, v.clone());
         }
         // The permit is released when the body has been streamed to the end (or dropped).
         let body = body

@@ -43,7 +43,7 @@ async fn r20_loops_are_refused_and_responses_name_the_front_end() {
         .handle(request(
             Method::GET,
             "/owa/",
-            &[(VIA_HEADER, "europe-1, usa-1")],
+            &[(VIA_HEADER.as_str(), "europe-1, usa-1")],
             "",
         ))
         .await;
@@ -54,12 +54,12 @@ async fn r20_loops_are_refused_and_responses_name_the_front_end() {
         "R20 front-end header"
     );
     let mut quiet = router("usa");
-    quiet.settings.front_end_header = false;
+    quiet.settings.front_end = None;
     let r = quiet
         .handle(request(
             Method::GET,
             "/owa/",
-            &[(VIA_HEADER, "europe-1")],
+            &[(VIA_HEADER.as_str(), "europe-1")],
             "",
         ))
         .await;
