@@ -49,20 +49,23 @@ pub fn costed(
     Ok(measured)
 }
 
-/// `wrk --latency` over HTTP/1.1 keep-alive, or with a new connection (and TLS handshake) per
-/// request (`Connection: close`).
+/// Header asking for a new connection (and TLS handshake) per request.
+pub const CLOSE: &str = "Connection: close";
+
+/// `wrk --latency` over HTTP/1.1 keep-alive (unless `headers` hold [`CLOSE`]), each request
+/// carrying `headers`.
 pub fn wrk(
     prefix: &mut Command,
     url: &str,
     shape: Shape,
-    new_connection: bool,
+    headers: &[&str],
 ) -> anyhow::Result<Load> {
     let cmd = prefix
         .args(["wrk", "-t1", "--latency"])
         .arg(format!("-c{}", shape.connections))
         .arg(format!("-d{}s", shape.duration.as_secs().max(1)));
-    if new_connection {
-        cmd.args(["-H", "Connection: close"]);
+    for header in headers {
+        cmd.args(["-H", header]);
     }
     let out = cmd.arg(url).output().context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -7,11 +7,17 @@
 //! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99;
 //! - `l7.h1.handshake`: wrk with `Connection: close`: a TLS handshake per request;
 //! - `l7.h2`: h2load, HTTP/2 with concurrent streams: requests/s, p50, p99, p99.9;
+//! - `l7.h1.redirect`: OWA for a mailbox of a site with an ExternalURL, answered 302 (R8) by
+//!   the router after its directory lookup, by the peers from a static per-mailbox rule;
+//! - `l7.h1.proxied` (the router only, next to its local path): OWA for a mailbox of a site
+//!   without ExternalURL, proxied over HTTPS to that site's node (R8, CAS-CAS);
+//! - `l7.stream`: a large RPC_IN_DATA body uploaded through: peak resident memory and MiB/s;
 //! - `l7.rss`: resident memory idle, and with N idle TLS connections open.
 
 mod idle;
 mod load;
 mod servers;
+mod stream;
 
 use crate::report::Results;
 use anyhow::Context as _;
@@ -31,6 +37,7 @@ struct Plan {
     h2: Shape,
     h2_streams: u32,
     idle_connections: usize,
+    stream_bytes: u64,
 }
 
 impl Plan {
@@ -50,9 +57,9 @@ impl Plan {
                 duration: secs,
             },
             h2_streams: 10,
-            // HAProxy reserves two descriptors per connection, and the hard limit of open
-            // files here is 20,000: 8,000 is what all three can hold.
-            idle_connections: if quick { 500 } else { 8_000 },
+            // HAProxy holds at most `HAPROXY_MAX_CONNECTIONS` (9,990) here.
+            idle_connections: if quick { 500 } else { 10_000 },
+            stream_bytes: if quick { 64 << 20 } else { 1 << 30 },
         }
     }
 }
@@ -62,7 +69,12 @@ struct Figures {
     keepalive: Load,
     handshake: Load,
     h2: Load,
+    redirect: Load,
+    /// The router only.
+    proxied: Option<Load>,
+    streamed: stream::Streamed,
     rss_idle_kib: u64,
+    idle_connections: usize,
     rss_connections_kib: u64,
 }
 
@@ -92,7 +104,8 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             cpu: (cores >= 2).then(|| "1".to_string()),
             dir: &dir,
         };
-        let _upstream = generator.upstream()?;
+        let _upstream = generator.upstream("upstream", servers::UPSTREAM)?;
+        let _remote = generator.upstream("remote", servers::REMOTE)?;
         let mut figures = Vec::new();
         for proxy in ["balancer", "nginx", "haproxy"] {
             // One proxy at a time, stopped before the next starts.
@@ -121,6 +134,7 @@ fn certificates(dir: &Path) -> anyhow::Result<Ca> {
     for (file, name) in [
         ("front", servers::FRONT_NAME),
         ("upstream", servers::UPSTREAM_NAME),
+        ("remote", servers::REMOTE_NAME),
     ] {
         let (cert, key) = ca.issue_pem(name);
         std::fs::write(dir.join(format!("{file}.pem")), cert)?;
@@ -143,13 +157,20 @@ fn measure(
         connections: 10,
         duration: Duration::from_secs(1),
     };
-    load::wrk(&mut generator.prefix(), &url, warm_up, false)?;
-    let keepalive = load::costed(server, || {
-        load::wrk(&mut generator.prefix(), &url, plan.keepalive, false)
-    })?;
-    let handshake = load::costed(server, || {
-        load::wrk(&mut generator.prefix(), &url, plan.handshake, true)
-    })?;
+    load::wrk(&mut generator.prefix(), &url, warm_up, &[])?;
+    let wrk = |shape, headers: &[&str]| {
+        load::costed(server, || {
+            load::wrk(&mut generator.prefix(), &url, shape, headers)
+        })
+    };
+    let keepalive = wrk(plan.keepalive, &[])?;
+    let handshake = wrk(plan.handshake, &[load::CLOSE])?;
+    let anchor = |mailbox| format!("X-AnchorMailbox: {mailbox}");
+    let redirect = wrk(plan.keepalive, &[&anchor(servers::REDIRECTED_MAILBOX)])?;
+    let proxied = match server.name {
+        "balancer" => Some(wrk(plan.keepalive, &[&anchor(servers::REMOTE_MAILBOX)])?),
+        _ => None,
+    };
     let log = dir.join(format!("{}-h2load.log", server.name));
     let h2 = load::costed(server, || {
         load::h2load(
@@ -160,11 +181,16 @@ fn measure(
             &log,
         )
     })?;
+    let body = stream::body_file(dir, plan.stream_bytes)?;
+    let streamed = stream::upload(server, generator, &body, &dir.join("ca.pem"))?;
     std::thread::sleep(Duration::from_millis(500));
     let rss_idle_kib = server.rss_kib();
     let roots = ca.roots();
     let addr = server.addr;
-    let count = plan.idle_connections;
+    let count = match server.name {
+        "haproxy" => plan.idle_connections.min(servers::HAPROXY_MAX_CONNECTIONS),
+        _ => plan.idle_connections,
+    };
     let rss_connections_kib = ns
         .run_in(move || idle::with_idle_connections(addr, count, roots, || server.rss_kib()))?
         .with_context(|| format!("opening {count} idle TLS connections to {}", server.name))?;
@@ -172,7 +198,11 @@ fn measure(
         keepalive,
         handshake,
         h2,
+        redirect,
+        proxied,
+        streamed,
         rss_idle_kib,
+        idle_connections: count,
         rss_connections_kib,
     })
 }
@@ -181,10 +211,18 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
     let Some((_, ours)) = figures.iter().find(|(n, _)| *n == "balancer") else {
         return;
     };
+    if let Some(proxied) = &ours.proxied {
+        compare_loads(
+            results,
+            "l7.h1.proxied",
+            "wrk -t1 -c50, OWA of a mailbox in a site without ExternalURL, proxied over HTTPS \
+             to its node (R8), next to the router's local path",
+            proxied,
+            "balancer-local",
+            &ours.keepalive,
+        );
+    }
     for (peer, theirs) in figures.iter().filter(|(n, _)| *n != "balancer") {
-        let mut compare = |key: &str, unit: &str, a: f64, b: f64, note: &str| {
-            results.compare(key, unit, a, peer, b, note);
-        };
         let rows = [
             (
                 "l7.h1.keepalive",
@@ -199,60 +237,92 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
                 "wrk -t1 -c20, Connection: close (a TLS handshake per request)",
             ),
             ("l7.h2", &ours.h2, &theirs.h2, "h2load -t1 -c10 -m10"),
+            (
+                "l7.h1.redirect",
+                &ours.redirect,
+                &theirs.redirect,
+                "wrk -t1 -c50, OWA of a mailbox in a site with ExternalURL: 302 (R8) after a \
+                 directory lookup; the peer answers from a static rule for that mailbox",
+            ),
         ];
         for (key, a, b, how) in rows {
-            compare(
-                &format!("{key}.rps"),
-                "req/s",
-                a.requests_per_s,
-                b.requests_per_s,
-                &format!(
-                    "{how}; higher is better; errors {} vs {}",
-                    a.errors, b.errors
-                ),
-            );
-            compare(
-                &format!("{key}.cpu_per_request"),
-                "us",
-                a.cpu_us_per_request,
-                b.cpu_us_per_request,
-                "CPU time of the proxy's processes per request; lower is better",
-            );
-            compare(
-                &format!("{key}.p50"),
-                "ms",
-                a.p50_ms,
-                b.p50_ms,
-                "lower is better",
-            );
-            compare(
-                &format!("{key}.p99"),
-                "ms",
-                a.p99_ms,
-                b.p99_ms,
-                "lower is better",
-            );
-            if let (Some(x), Some(y)) = (a.p999_ms, b.p999_ms) {
-                compare(&format!("{key}.p999"), "ms", x, y, "lower is better");
-            }
+            compare_loads(results, key, how, a, peer, b);
         }
+        let mut compare = |key: &str, unit: &str, a: f64, b: f64, note: &str| {
+            results.compare(key, unit, a, peer, b, note);
+        };
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        compare(
+            "l7.stream.peak_rss",
+            "MiB",
+            mib(ours.streamed.peak_rss_kib),
+            mib(theirs.streamed.peak_rss_kib),
+            &format!(
+                "peak resident memory while curl uploads a {} MiB RPC_IN_DATA body (HTTP/1.1, \
+                 Content-Length) through to the upstream; lower is better",
+                plan.stream_bytes >> 20
+            ),
+        );
+        compare(
+            "l7.stream.throughput",
+            "MiB/s",
+            ours.streamed.mib_per_s,
+            theirs.streamed.mib_per_s,
+            "upload speed of that body (curl); higher is better",
+        );
         compare(
             "l7.rss.idle",
             "MiB",
-            ours.rss_idle_kib as f64 / 1024.0,
-            theirs.rss_idle_kib as f64 / 1024.0,
+            mib(ours.rss_idle_kib),
+            mib(theirs.rss_idle_kib),
             "resident memory after the load runs, no connection open",
         );
         compare(
             "l7.rss.idle_tls_connections",
             "MiB",
-            ours.rss_connections_kib as f64 / 1024.0,
-            theirs.rss_connections_kib as f64 / 1024.0,
+            mib(ours.rss_connections_kib),
+            mib(theirs.rss_connections_kib),
             &format!(
-                "resident memory with {} idle TLS connections open",
-                plan.idle_connections
+                "resident memory with {} (ours) and {} ({peer}) idle TLS connections open",
+                ours.idle_connections, theirs.idle_connections
             ),
         );
+    }
+}
+
+/// The comparisons of two load runs: requests/s, CPU per request and latency percentiles.
+fn compare_loads(
+    results: &mut Results,
+    key: &str,
+    how: &str,
+    ours: &Load,
+    peer: &str,
+    theirs: &Load,
+) {
+    let mut compare = |what: &str, unit: &str, a: f64, b: f64, note: &str| {
+        results.compare(&format!("{key}.{what}"), unit, a, peer, b, note);
+    };
+    compare(
+        "rps",
+        "req/s",
+        ours.requests_per_s,
+        theirs.requests_per_s,
+        &format!(
+            "{how}; higher is better; errors {} vs {}",
+            ours.errors, theirs.errors
+        ),
+    );
+    compare(
+        "cpu_per_request",
+        "us",
+        ours.cpu_us_per_request,
+        theirs.cpu_us_per_request,
+        "CPU time of the proxy's processes per request; lower is better",
+    );
+    compare("p50", "ms", ours.p50_ms, theirs.p50_ms, "lower is better");
+    compare("p99", "ms", ours.p99_ms, theirs.p99_ms, "lower is better");
+    if let (Some(x), Some(y)) = (ours.p999_ms, theirs.p999_ms) {
+        compare("p999", "ms", x, y, "lower is better");
     }
 }
 

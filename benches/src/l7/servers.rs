@@ -1,6 +1,7 @@
 //! The servers of the L7 bench, each started directly (no init system) inside the bench
 //! namespace, pinned to the proxy core, and stopped by PID when dropped:
-//! - the upstream: nginx serving a fixed answer over HTTPS (the site's mailbox back end);
+//! - the upstreams: nginx serving a fixed answer over HTTPS, one standing for this site's
+//!   mailbox back end, one for a Client Access node of another site (the proxied path);
 //! - the three TLS-terminating reverse proxies to it, same certificate, one worker each:
 //!   `balancer run`, nginx, HAProxy.
 
@@ -15,7 +16,17 @@ use std::{
 /// Where the servers listen (loopback of the bench namespace).
 pub const UPSTREAM: &str = "127.0.0.1:18443";
 pub const UPSTREAM_NAME: &str = "mbx-usa-1.contoso.internal";
+/// The node of the site without ExternalURL that the router proxies to (R8).
+pub const REMOTE: &str = "127.0.0.1:18446";
+pub const REMOTE_NAME: &str = "asia-1.contoso.internal";
 pub const FRONT_NAME: &str = "www.usa.contoso.com";
+/// A mailbox of that site, and one of a site the router redirects to (R8, `contoso` lab).
+pub const REMOTE_MAILBOX: &str = "carol@contoso.com";
+pub const REDIRECTED_MAILBOX: &str = "bob@contoso.com";
+/// HAProxy's `maxconn` (see [`Launcher::haproxy`]).
+pub const HAPROXY_MAX_CONNECTIONS: usize = 9_990;
+/// Where OWA users of [`REDIRECTED_MAILBOX`] are sent (the peers are told the same).
+pub const REDIRECT_TO: &str = "https://www.europe.contoso.com/owa/";
 
 /// A running server.
 pub struct Server {
@@ -183,30 +194,34 @@ impl Launcher<'_> {
         self.start(name, addr, cmd)
     }
 
-    /// The upstream: a fixed 2-byte answer over HTTPS.
-    pub fn upstream(&self) -> anyhow::Result<Server> {
+    /// An upstream: a fixed 2-byte answer over HTTPS with the certificate `<name>.pem`; request
+    /// bodies of any size are read and dropped.
+    pub fn upstream(&self, name: &'static str, addr: &str) -> anyhow::Result<Server> {
         let dir = self.dir.display();
         let conf = format!(
-            "worker_processes 1;\ndaemon off;\npid {dir}/upstream.pid;\nworker_rlimit_nofile 20000;\n\
+            "worker_processes 1;\ndaemon off;\npid {dir}/{name}.pid;\nworker_rlimit_nofile 20000;\n\
              events {{ worker_connections 30000; }}\n\
-             http {{\n  access_log off;\n  keepalive_requests 1000000;\n\
-               server {{\n    listen {UPSTREAM} ssl;\n    ssl_certificate {dir}/upstream.pem;\n    ssl_certificate_key {dir}/upstream.key;\n\
+             http {{\n  access_log off;\n  keepalive_requests 1000000;\n  client_max_body_size 0;\n\
+               server {{\n    listen {addr} ssl;\n    ssl_certificate {dir}/{name}.pem;\n    ssl_certificate_key {dir}/{name}.key;\n\
                  location / {{ return 200 \"ok\"; }}\n  }}\n}}\n"
         );
-        self.nginx("upstream", UPSTREAM, &conf)
+        self.nginx(name, addr, &conf)
     }
 
     /// nginx as the TLS-terminating reverse proxy (HTTP/1.1 and HTTP/2), upstream connections
-    /// kept alive and verified against the CA.
+    /// kept alive and verified against the CA, request bodies streamed (not spooled to disk,
+    /// as RPC over HTTP needs), and the redirect of [`REDIRECTED_MAILBOX`] as a static rule.
     pub fn nginx_proxy(&self, addr: &str) -> anyhow::Result<Server> {
         let dir = self.dir.display();
         let conf = format!(
             "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nworker_rlimit_nofile 20000;\n\
              events {{ worker_connections 30000; }}\n\
              http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n\
+               client_max_body_size 0;\n  proxy_request_buffering off;\n\
                upstream backend {{ server {UPSTREAM}; keepalive 128; }}\n\
                server {{\n    listen {addr} ssl http2;\n    ssl_certificate {dir}/front.pem;\n    ssl_certificate_key {dir}/front.key;\n\
-                 location / {{\n      proxy_pass https://backend;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+                 location / {{\n      if ($http_x_anchormailbox = \"{REDIRECTED_MAILBOX}\") {{ return 302 {REDIRECT_TO}; }}\n\
+                   proxy_pass https://backend;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
                    proxy_ssl_server_name on;\n      proxy_ssl_name {UPSTREAM_NAME};\n      proxy_ssl_verify on;\n\
                    proxy_ssl_trusted_certificate {dir}/ca.pem;\n      proxy_ssl_session_reuse on;\n    }}\n  }}\n}}\n"
         );
@@ -214,16 +229,19 @@ impl Launcher<'_> {
     }
 
     /// HAProxy as the TLS-terminating reverse proxy, one thread, connections to the upstream
-    /// reused and verified against the CA.
+    /// reused and verified against the CA, and the redirect of [`REDIRECTED_MAILBOX`] as a
+    /// static rule. It reserves two descriptors per connection: under this box's hard limit of
+    /// 20,000 open files, [`HAPROXY_MAX_CONNECTIONS`] is the most it accepts.
     pub fn haproxy(&self, addr: &str) -> anyhow::Result<Server> {
         let dir = self.dir.display();
         let pem = std::fs::read_to_string(self.file("front.pem"))?
             + &std::fs::read_to_string(self.file("front.key"))?;
         std::fs::write(self.file("haproxy-front.pem"), pem)?;
         let conf = format!(
-            "global\n  nbthread 1\n  maxconn 9500\n\
+            "global\n  nbthread 1\n  maxconn {HAPROXY_MAX_CONNECTIONS}\n  ulimit-n 20000\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n  timeout http-keep-alive 300s\n  http-reuse always\n\
-             frontend fe\n  bind {addr} ssl crt {dir}/haproxy-front.pem alpn h2,http/1.1\n  default_backend be\n\
+             frontend fe\n  bind {addr} ssl crt {dir}/haproxy-front.pem alpn h2,http/1.1\n\
+               http-request redirect location {REDIRECT_TO} code 302 if {{ req.hdr(x-anchormailbox) -m str {REDIRECTED_MAILBOX} }}\n  default_backend be\n\
              backend be\n  server s1 {UPSTREAM} ssl verify required ca-file {dir}/ca.pem sni str({UPSTREAM_NAME}) alpn http/1.1\n"
         );
         let path = self.file("haproxy.cfg");
@@ -254,6 +272,7 @@ https = "{addr}"
 http = ""
 handover_socket = "{dir}/handover.sock"
 cookie_secret = "bench-cookie-secret-0123456789"
+owa_redirect = "redirect"
 [[router.certificates]]
 names = ["{FRONT_NAME}"]
 cert = "{dir}/front.pem"
@@ -280,11 +299,34 @@ underlay_v4 = "10.99.0.1"
 name = "mbx-usa-1"
 url = "https://{UPSTREAM_NAME}"
 connect = "{UPSTREAM}"
+[[sites]]
+name = "europe"
+version = "2007sp1"
+external_url = "https://www.europe.contoso.com"
+[[sites.nodes]]
+id = 1
+name = "europe-1"
+internal_url = "https://europe-1.contoso.internal"
+connect = "127.0.0.1:18447"
+[[sites]]
+name = "asia"
+version = "2007sp1"
+[[sites.nodes]]
+id = 1
+name = "asia-1"
+internal_url = "https://{REMOTE_NAME}"
+connect = "{REMOTE}"
+[directory]
+file = "{dir}/mailboxes.csv"
 "#,
             pin = pin_dir.display(),
         );
         let path = self.file("balancer.toml");
         std::fs::write(&path, conf)?;
+        std::fs::write(
+            self.file("mailboxes.csv"),
+            balancer_tests::contoso::topology::MAILBOXES,
+        )?;
         let mut cmd = self.command(&binary.display().to_string());
         cmd.arg("run")
             .arg("--config")
