@@ -272,9 +272,12 @@ impl Lab {
     /// Starts (or restarts) `balancer run` on a node.
     pub fn start_node(&mut self, node: &str) -> anyhow::Result<()> {
         let mut cmd = self.command(node, self.balancer());
+        // One thread each: six nodes share this box's cores (and the single-thread runtime
+        // goes through the whole demo: drain, reloads, peer checks, failover).
         cmd.arg("run")
             .arg("--config")
             .arg(self.config_path(node))
+            .args(["--workers", "1"])
             .env("RUST_LOG", "info");
         self.spawn(node, cmd)
     }
