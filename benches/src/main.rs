@@ -2,16 +2,18 @@
 //! the same run, reported as ratios in `target/bench/results.json` and `target/bench/report.md`.
 //!
 //! Sections: [`l4`] (per-packet cost of each XDP path against a minimal XDP program),
-//! [`tables`] (Maglev build and publish), [`directory`] (lookups with a million mailboxes) and
-//! [`l7`] (HTTPS through the router next to nginx and HAProxy).
+//! [`tables`] (Maglev build and publish), [`directory`] (lookups with a million mailboxes),
+//! [`veth`] (L4 throughput on a veth pair next to nftables and HAProxy) and [`l7`] (HTTPS
+//! through the router next to nginx and HAProxy). `--only` runs some of them.
 
 mod directory;
 mod l4;
 mod l7;
 mod report;
 mod tables;
+mod veth;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -19,6 +21,43 @@ struct Args {
     /// A short run: the harness goes end to end (CI), the figures are not meaningful.
     #[arg(long)]
     quick: bool,
+    /// Run only these sections (repeatable, or a comma list: `--only l4,veth`); all by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+}
+
+/// A section of the bench, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    L4,
+    Tables,
+    Directory,
+    Veth,
+    L7,
+}
+
+impl Args {
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
+
+    /// The command that reproduces this run (`cargo xtask bench` has no `--only`: a run of
+    /// some sections names the bench binary itself).
+    fn command(&self) -> String {
+        let mut command = String::from(if self.only.is_empty() {
+            "cargo xtask bench"
+        } else {
+            "target/release/bench"
+        });
+        if self.quick {
+            command.push_str(" --quick");
+        }
+        for section in &self.only {
+            let name = section.to_possible_value().expect("no skipped variants");
+            command.push_str(&format!(" --only {}", name.get_name()));
+        }
+        command
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,25 +65,34 @@ fn main() -> anyhow::Result<()> {
     let mut results = report::Results {
         quick: args.quick,
         machine: report::Machine::read(),
-        command: format!(
-            "cargo xtask bench{}",
-            if args.quick { " --quick" } else { "" }
-        ),
+        command: args.command(),
         ..Default::default()
     };
-    eprintln!("bench: L4 paths (BPF_PROG_TEST_RUN) ...");
-    l4::run(&mut results, args.quick)?;
-    eprintln!("bench: Maglev tables ...");
-    tables::run(&mut results, args.quick)?;
-    eprintln!("bench: directory lookups ...");
-    directory::run(&mut results, args.quick)?;
-    eprintln!("bench: L7 (HTTPS through the router, nginx, HAProxy) ...");
-    let balancer = std::env::current_exe()?
-        .parent()
-        .map(|d| d.join("balancer"))
-        .filter(|b| b.exists())
-        .ok_or_else(|| anyhow::anyhow!("no `balancer` binary beside the bench: build it with `cargo build --release -p balancer-user`"))?;
-    l7::run(&mut results, args.quick, &balancer)?;
+    if args.runs(Section::L4) {
+        eprintln!("bench: L4 paths (BPF_PROG_TEST_RUN) ...");
+        l4::run(&mut results, args.quick)?;
+    }
+    if args.runs(Section::Tables) {
+        eprintln!("bench: Maglev tables ...");
+        tables::run(&mut results, args.quick)?;
+    }
+    if args.runs(Section::Directory) {
+        eprintln!("bench: directory lookups ...");
+        directory::run(&mut results, args.quick)?;
+    }
+    if args.runs(Section::Veth) {
+        eprintln!("bench: L4 throughput on veth (XDP, nftables, HAProxy) ...");
+        veth::run(&mut results, args.quick)?;
+    }
+    if args.runs(Section::L7) {
+        eprintln!("bench: L7 (HTTPS through the router, nginx, HAProxy) ...");
+        let balancer = std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("balancer"))
+            .filter(|b| b.exists())
+            .ok_or_else(|| anyhow::anyhow!("no `balancer` binary beside the bench: build it with `cargo build --release -p balancer-user`"))?;
+        l7::run(&mut results, args.quick, &balancer)?;
+    }
     let dir = target_dir().join("bench");
     results.write(&dir)?;
     println!("{}", results.markdown());

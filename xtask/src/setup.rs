@@ -206,7 +206,7 @@ pub const TEST_PACKAGES: &[&str] = &[
 ];
 
 /// The peers and load generators of `cargo xtask bench`.
-pub const BENCH_PACKAGES: &[&str] = &["wrk", "nghttp2-client", "nginx", "haproxy"];
+pub const BENCH_PACKAGES: &[&str] = &["wrk", "nghttp2-client", "nginx", "haproxy", "nftables"];
 
 /// `cargo` with the tool directory first on PATH (bpf-linker for balancer-user's build script).
 pub fn cargo(tools: &Path) -> anyhow::Result<Command> {
