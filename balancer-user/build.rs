@@ -1,6 +1,7 @@
 //! Builds the XDP object (`balancer-ebpf`) for `bpfel-unknown-none` with the nightly
 //! toolchain and bpf-linker, marks its text fields for bpftool (see `build/btf_text.rs`), and
-//! leaves it in `OUT_DIR` for `include_bytes_aligned!`.
+//! leaves it in `OUT_DIR` for `include_bytes_aligned!`. aya-build builds every binary of the
+//! package: the bench's traffic programs (`bench-traffic`) land in `OUT_DIR` beside it.
 //! `cargo xtask build` installs what this needs on a fresh machine.
 use anyhow::Context as _;
 use std::path::PathBuf;

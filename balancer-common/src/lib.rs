@@ -18,9 +18,12 @@
 //! - [`encap`]: what the outer header of a forwarded packet carries.
 //! - [`directory`]: the mailbox-to-site directory the router reads (R6).
 //! - [`router_stats`]: the L7 router's counters.
+//! - [`bench_traffic`]: the plan of the veth bench's traffic generator (bench-only programs,
+//!   in a second eBPF object).
 #![no_std]
 #![deny(unsafe_code)]
 
+pub mod bench_traffic;
 pub mod conn;
 pub mod directory;
 pub mod encap;
@@ -52,5 +55,6 @@ mod pod {
         crate::router_stats::RouterCounters,
         crate::directory::MailboxName,
         crate::directory::MailboxEntry,
+        crate::bench_traffic::TrafficPlan,
     );
 }

@@ -18,4 +18,4 @@ pub mod sync;
 pub use bring_up::{bring_up, BringUpReport};
 pub use loader::{attach, attach_pass, detach, load, AttachedMode, LoadOptions, Loaded};
 pub use maps::DataplaneMaps;
-pub use object::OBJECT;
+pub use object::{BENCH_TRAFFIC_OBJECT, OBJECT};

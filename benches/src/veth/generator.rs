@@ -1,28 +1,39 @@
 //! The traffic generator: BPF_PROG_TEST_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES)
-//! of a tiny XDP program of our own that writes a TCP segment and returns XDP_TX, run with the
-//! generator's veth end as its ingress interface. The kernel turns XDP_TX into a transmission
-//! on that interface: the frames reach the peer (the node's veth end) as XDP frames, as from
-//! a NIC, with no socket buffer on the sending side.
+//! of `bench_generator`, a tiny XDP program of our own that writes a TCP segment and returns
+//! XDP_TX, run with the generator's veth end as its ingress interface. The kernel turns XDP_TX
+//! into a transmission on that interface: the frames reach the peer (the node's veth end) as
+//! XDP frames, as from a NIC, with no socket buffer on the sending side.
 //!
 //! Each run writes the whole frame (a recycled page may hold what the node did to it), then
 //! random fields: the client address's low half (172.16.0.0/16), and for new flows the source
 //! port too. The checksums stay valid without being recomputed: for each rewritten field, a
 //! companion field (IPv4 identification, TCP sequence number halves) takes the value that
-//! keeps the one's complement sums unchanged.
+//! keeps the one's complement sums unchanged (see `balancer_common::bench_traffic`). This
+//! module computes that plan ([`Shape::plan`]) and writes it into the program's map.
 //!
-//! Also here: the sink, an XDP program that drops, for the generator's end to receive what
-//! the node sends back (a veth end takes XDP_TX frames only if it runs an XDP program).
-//! Both are a few instructions assembled with [`super::bpf`].
-use super::{
-    bpf::{
-        add_imm, add_reg, and_imm, call, exit, jump_if_greater, load_imm64, load_u32, mov_imm,
-        mov_reg, rsh_imm, store, xor_imm, Insn, RawXdp,
-    },
-    topology::{join, spawn_in},
+//! Also here: the sink ([`Sink`], `bench_sink`), an XDP program that drops, for the
+//! generator's end to receive what the node sends back (a veth end takes XDP_TX frames only
+//! if it runs an XDP program). Both programs are in the eBPF package's `bench-traffic` object,
+//! loaded with aya.
+use super::topology::{join, spawn_in};
+use anyhow::{ensure, Context as _};
+use aya::{
+    maps::Array,
+    programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    sys::SyscallError,
+    Ebpf,
 };
-use anyhow::Context as _;
-use balancer_tests::netns::Netns;
+use balancer_common::bench_traffic::{
+    ones_complement_add, Rewrite, TrafficPlan, FRAME_LEN, GENERATOR_PROGRAM, MAX_REWRITES,
+    SINK_PROGRAM, TRAFFIC_PLAN,
+};
+use balancer_tests::{
+    netns::Netns,
+    packets::{internet_checksum, ipv4_checksum_valid},
+};
+use balancer_user::dataplane::BENCH_TRAFFIC_OBJECT;
 use std::{
+    io::ErrorKind,
     net::{IpAddr, Ipv4Addr},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -31,17 +42,19 @@ use std::{
     thread::JoinHandle,
 };
 
-const XDP_DROP: i32 = 1;
-const XDP_TX: i32 = 3;
-/// `bpf_get_prandom_u32`.
-const HELPER_PRANDOM: i32 = 7;
+const XDP_TX: u32 = 3;
 
 /// Offsets in the frame (Ethernet 14 + IPv4 20 + TCP 20, no options).
-const IP_ID: i16 = 14 + 4;
-const SADDR_LOW: i16 = 14 + 14;
-const SPORT: i16 = 14 + 20;
-const TCP_SEQ_HIGH: i16 = 14 + 20 + 4;
-const TCP_SEQ_LOW: i16 = 14 + 20 + 6;
+const IP_ID: u8 = 14 + 4;
+const SADDR_LOW: u8 = 14 + 14;
+const SPORT: u8 = 14 + 20;
+const TCP_SEQ_HIGH: u8 = 14 + 20 + 4;
+const TCP_SEQ_LOW: u8 = 14 + 20 + 6;
+
+/// Halves of the run's random word (right shifts): the low one goes to the client address,
+/// the high one to the source port.
+const LOW_HALF: u8 = 0;
+const HIGH_HALF: u8 = 16;
 
 /// The client network: the generator picks the low 16 bits at random.
 pub const CLIENTS: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 0);
@@ -68,85 +81,142 @@ impl Shape {
         ethernet(src_mac, dst_mac, &[], &tcp.packet())
     }
 
-    /// (field, companion) pairs the program rewrites: the field from 16 random bits, the
-    /// companion to keep the checksums. The first half of the random word goes to the client
-    /// address, the second to the source port.
-    fn rewrites(self) -> &'static [(i16, i16)] {
+    /// (field, companion, half of the random word) the program rewrites: the field from 16
+    /// random bits, the companion to keep the checksums.
+    fn rewrites(self) -> &'static [(u8, u8, u8)] {
         match self {
             Shape::NewFlows => &[
-                (SADDR_LOW, IP_ID),
-                (SADDR_LOW, TCP_SEQ_LOW),
-                (SPORT, TCP_SEQ_HIGH),
+                (SADDR_LOW, IP_ID, LOW_HALF),
+                (SADDR_LOW, TCP_SEQ_LOW, LOW_HALF),
+                (SPORT, TCP_SEQ_HIGH, HIGH_HALF),
             ],
-            Shape::Established => &[(SADDR_LOW, IP_ID), (SADDR_LOW, TCP_SEQ_LOW)],
+            Shape::Established => &[
+                (SADDR_LOW, IP_ID, LOW_HALF),
+                (SADDR_LOW, TCP_SEQ_LOW, LOW_HALF),
+            ],
         }
     }
+
+    /// What the generator program writes: `frame`, then the rewrites, each companion's sum
+    /// taken from `frame`.
+    fn plan(self, frame: &[u8]) -> anyhow::Result<TrafficPlan> {
+        let frame: [u8; FRAME_LEN] = frame.try_into().with_context(|| {
+            format!(
+                "the generator writes frames of {FRAME_LEN} bytes, not {}",
+                frame.len()
+            )
+        })?;
+        let mut rewrites = [Rewrite::default(); MAX_REWRITES];
+        for (slot, &(field, companion, random_shift)) in rewrites.iter_mut().zip(self.rewrites()) {
+            *slot = Rewrite {
+                field_offset: field,
+                companion_offset: companion,
+                sum: ones_complement_add(word(&frame, field), word(&frame, companion)),
+                random_shift,
+                _pad: 0,
+            };
+        }
+        Ok(TrafficPlan {
+            frame,
+            _pad0: [0; 2],
+            rewrites,
+            rewrite_count: self.rewrites().len() as u32,
+            _pad1: 0,
+        })
+    }
 }
 
-/// One's complement addition of 16-bit words.
-fn ones_add(a: u16, b: u16) -> u16 {
-    let s = u32::from(a) + u32::from(b);
-    ((s & 0xffff) + (s >> 16)) as u16
+/// The 16-bit word at `at`, as it lies in memory (the sums do not depend on byte order).
+fn word(frame: &[u8], at: u8) -> u16 {
+    let at = usize::from(at);
+    u16::from_ne_bytes([frame[at], frame[at + 1]])
 }
 
-fn word(frame: &[u8], at: i16) -> u16 {
-    u16::from_ne_bytes([frame[at as usize], frame[at as usize + 1]])
+/// Whether the IPv4 header's and the TCP segment's checksums of `frame` (Ethernet, IPv4
+/// without options, TCP without payload) are valid.
+fn checksums_valid(frame: &[u8]) -> bool {
+    let ip = &frame[14..];
+    // TCP: pseudo-header (addresses, protocol, length) and segment sum to zero.
+    let mut pseudo = ip[12..20].to_vec();
+    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    pseudo.extend_from_slice(&ip[20..]);
+    ipv4_checksum_valid(ip) && internet_checksum(&pseudo) == 0
 }
 
-/// The generator program: write `frame` over the packet, the random fields, XDP_TX.
-///
-/// A field `f` and its companion `c` sum to `k = f0 + c0` (one's complement, the frame's
-/// values): with `f = v`, `c = k + !v` keeps the sum, so every checksum covering both stays
-/// valid. (The sum is the same in either byte order, so the words are taken as they lie.)
-fn generator_insns(frame: &[u8], shape: Shape) -> Vec<Insn> {
-    let mut p = vec![
-        mov_reg(6, 1), // r6 = ctx
-        call(HELPER_PRANDOM),
-        mov_reg(7, 0),     // r7 = random
-        load_u32(2, 6, 0), // r2 = data
-        load_u32(3, 6, 4), // r3 = data_end
-        mov_reg(4, 2),
-        add_imm(4, frame.len() as i32),
-    ];
-    let bounds_check = p.len();
-    p.push(exit()); // placeholder: `if r4 > r3 goto drop`
-    let mut at = 0;
-    for size in [8, 4, 2, 1] {
-        while frame.len() - at >= size {
-            let mut bytes = [0u8; 8];
-            bytes[..size].copy_from_slice(&frame[at..at + size]);
-            p.extend(load_imm64(5, u64::from_ne_bytes(bytes)));
-            p.push(store(size, 2, 5, at as i16));
-            at += size;
+/// The `bench-traffic` object, with `program` loaded (verified).
+fn load(program: &str) -> anyhow::Result<Ebpf> {
+    let mut object =
+        Ebpf::load(BENCH_TRAFFIC_OBJECT).context("loading the bench-traffic eBPF object")?;
+    xdp_mut(&mut object, program)?
+        .load()
+        .with_context(|| format!("loading the {program} XDP program"))?;
+    Ok(object)
+}
+
+fn xdp_mut<'a>(object: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    let program = object
+        .program_mut(name)
+        .with_context(|| format!("no {name} program in the bench-traffic object"))?;
+    Ok(program.try_into()?)
+}
+
+fn xdp<'a>(object: &'a Ebpf, name: &str) -> anyhow::Result<&'a Xdp> {
+    let program = object
+        .program(name)
+        .with_context(|| format!("no {name} program in the bench-traffic object"))?;
+    Ok(program.try_into()?)
+}
+
+/// The sink (XDP_DROP) on an interface, attached in native mode while this lives.
+pub struct Sink {
+    _object: Ebpf,
+}
+
+impl Sink {
+    /// Attaches the sink to `interface` of `ns`, from inside `ns` (where the name resolves).
+    pub fn attach(ns: &Netns, interface: &str) -> anyhow::Result<Self> {
+        let mut object = load(SINK_PROGRAM)?;
+        ns.run_in(|| {
+            xdp_mut(&mut object, SINK_PROGRAM)?
+                .attach(interface, XdpMode::Driver)
+                .with_context(|| format!("attaching the sink to {interface} (native mode)"))
+        })??;
+        Ok(Self { _object: object })
+    }
+}
+
+/// Runs the generator once on a frame of zeros, without live frames (the output comes back),
+/// and checks that it wrote the planned frame, random fields aside, with valid checksums: a
+/// wrong plan fails here, loudly, not as frames the node silently drops.
+fn check_one_run(program: &Xdp, plan: &TrafficPlan) -> anyhow::Result<()> {
+    let input = [0u8; FRAME_LEN];
+    let mut output = [0u8; FRAME_LEN];
+    let run = program
+        .test_run(TestRunOptions {
+            data_in: Some(&input),
+            data_out: Some(&mut output),
+            ..TestRunOptions::new()
+        })
+        .context("BPF_PROG_TEST_RUN of the generator")?;
+    ensure!(
+        run.return_value == XDP_TX,
+        "the generator returned {} instead of XDP_TX: the harness is broken",
+        run.return_value
+    );
+    let mut random = [false; FRAME_LEN];
+    for r in &plan.rewrites[..plan.rewrite_count as usize] {
+        for at in [r.field_offset, r.companion_offset] {
+            random[usize::from(at)..usize::from(at) + 2].fill(true);
         }
     }
-    for &(field, companion) in shape.rewrites() {
-        let k = ones_add(word(frame, field), word(frame, companion));
-        let shift = if field == SPORT { 16 } else { 0 };
-        p.extend([
-            mov_reg(8, 7),
-            rsh_imm(8, shift),
-            and_imm(8, 0xffff), // r8 = v
-            store(2, 2, 8, field),
-            xor_imm(8, 0xffff), // r8 = !v
-            add_imm(8, i32::from(k)),
-            mov_reg(9, 8),
-            rsh_imm(9, 16),
-            and_imm(8, 0xffff),
-            add_reg(8, 9), // end-around carry: r8 = k + !v
-            store(2, 2, 8, companion),
-        ]);
-    }
-    p.extend([mov_imm(0, XDP_TX), exit()]);
-    let drop = p.len();
-    p.extend([mov_imm(0, XDP_DROP), exit()]);
-    p[bounds_check] = jump_if_greater(4, 3, (drop - bounds_check - 1) as i16);
-    p
-}
-
-/// The sink: XDP_DROP.
-pub fn sink() -> anyhow::Result<RawXdp> {
-    RawXdp::load("veth_sink", &[mov_imm(0, XDP_DROP), exit()])
+    let as_planned = (0..FRAME_LEN).all(|i| random[i] || output[i] == plan.frame[i]);
+    ensure!(
+        as_planned && checksums_valid(&output),
+        "the generator wrote a frame other than planned, or with bad checksums: the harness \
+         is broken\n  planned {:02x?}\n  written {output:02x?}",
+        plan.frame
+    );
+    Ok(())
 }
 
 /// Runs per test-run call: some 60 ms of frames. Each call also has a fixed cost of tens of
@@ -155,6 +225,8 @@ pub fn sink() -> anyhow::Result<RawXdp> {
 /// turns on the core: one sends while the other's call winds up.
 const REPEAT: u32 = 1 << 18;
 const SENDERS: usize = 2;
+/// Frames per batch of a live-frames run: the largest the kernel takes.
+const BATCH: u32 = 256;
 
 /// The generator running in the background: [`SENDERS`] threads in the generator namespace,
 /// pinned to one core, until dropped.
@@ -174,18 +246,45 @@ impl Generator {
         frame: Vec<u8>,
     ) -> anyhow::Result<Self> {
         let ifindex = ns.ifindex(interface)?;
-        let program = Arc::new(RawXdp::load("veth_gen", &generator_insns(&frame, shape))?);
+        let plan = shape.plan(&frame)?;
+        let mut object = load(GENERATOR_PROGRAM)?;
+        let map = object
+            .map_mut(TRAFFIC_PLAN)
+            .with_context(|| format!("no {TRAFFIC_PLAN} map in the bench-traffic object"))?;
+        Array::<_, TrafficPlan>::try_from(map)?
+            .set(0, plan, 0)
+            .context("writing the generator's plan")?;
+        check_one_run(xdp(&object, GENERATOR_PROGRAM)?, &plan)?;
+        let object = Arc::new(object);
         let frame = Arc::new(frame);
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let mut threads = Vec::new();
         for _ in 0..SENDERS {
-            let (program, frame) = (program.clone(), frame.clone());
+            let (object, frame) = (object.clone(), frame.clone());
             let (stop, sent) = (stop.clone(), sent.clone());
             threads.push(spawn_in(ns, core, move || {
+                let program = xdp(&object, GENERATOR_PROGRAM)?;
+                // As if received on `interface`: XDP_TX sends out of it.
+                let ctx = balancer_tests::fixture::xdp_md(ifindex, frame.len());
                 while !stop.load(Ordering::Relaxed) {
-                    program.run_live(&frame, ifindex, REPEAT)?;
-                    sent.fetch_add(u64::from(REPEAT), Ordering::Relaxed);
+                    let run = program.test_run(TestRunOptions {
+                        data_in: Some(&frame),
+                        ctx_in: Some(&ctx),
+                        repeat: REPEAT,
+                        attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                        ..TestRunOptions::new()
+                    });
+                    match run {
+                        Ok(_) => {
+                            sent.fetch_add(u64::from(REPEAT), Ordering::Relaxed);
+                        }
+                        // A signal cut the call short (the kernel looks between batches): what
+                        // it sent is on the link counters, which the figures come from.
+                        Err(ProgramError::SyscallError(SyscallError { io_error, .. }))
+                            if io_error.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e).context("BPF_PROG_TEST_RUN in live-frames mode"),
+                    }
                 }
                 Ok(())
             })?);
@@ -224,39 +323,51 @@ impl Drop for Generator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use balancer_tests::packets::{internet_checksum, ipv4_checksum_valid};
 
-    /// What the generator program writes, done in Rust: the checksums must stay valid.
+    /// What the generator program does with its plan, done in Rust with the same functions
+    /// (`Rewrite::value`, `Rewrite::companion`): the checksums must stay valid.
     #[test]
     fn rewritten_fields_keep_checksums_valid() {
         for shape in [Shape::NewFlows, Shape::Established] {
             let base = shape.frame([2; 6], [4; 6], Ipv4Addr::new(10, 200, 0, 10), 443);
+            let plan = shape.plan(&base).unwrap();
+            assert!(checksums_valid(&plan.frame), "{shape:?} template");
             for random in [0u32, 1, 0x00ff_00ff, 0x1234_5678, 0xfffe_0001, u32::MAX] {
-                let mut f = base.clone();
-                for &(field, companion) in shape.rewrites() {
-                    let k = ones_add(word(&base, field), word(&base, companion));
-                    let v = if field == SPORT { random >> 16 } else { random } as u16;
-                    f[field as usize..field as usize + 2].copy_from_slice(&v.to_ne_bytes());
-                    let c = ones_add(k, !v);
-                    f[companion as usize..companion as usize + 2].copy_from_slice(&c.to_ne_bytes());
+                let mut f = plan.frame;
+                for r in &plan.rewrites[..plan.rewrite_count as usize] {
+                    let value = r.value(random);
+                    for (at, v) in [
+                        (r.field_offset, value),
+                        (r.companion_offset, r.companion(value)),
+                    ] {
+                        let at = usize::from(at);
+                        f[at..at + 2].copy_from_slice(&v.to_ne_bytes());
+                    }
                 }
-                let ip = &f[14..];
-                assert!(
-                    ipv4_checksum_valid(ip),
-                    "{shape:?} IPv4 checksum, {random:#x}"
-                );
-                // TCP: pseudo-header (addresses, protocol, length) and segment sum to zero.
-                let mut pseudo = ip[12..20].to_vec();
-                pseudo.extend_from_slice(&[0, 6, 0, 20]);
-                pseudo.extend_from_slice(&ip[20..]);
+                assert!(checksums_valid(&f), "{shape:?}, {random:#x}");
+                assert_eq!(f[26..28], base[26..28], "{shape:?}: the client's /16 stays");
                 assert_eq!(
-                    internet_checksum(&pseudo),
-                    0,
-                    "{shape:?} TCP checksum, {random:#x}"
+                    u16::from_ne_bytes([f[28], f[29]]),
+                    random as u16,
+                    "{shape:?}: the client address's low half"
                 );
                 if shape == Shape::Established {
-                    assert_eq!(f[30..34], base[30..34], "one source port");
+                    assert_eq!(f[34..36], base[34..36], "one source port");
                 }
+            }
+        }
+    }
+
+    /// The program writes 16-bit words inside the frame, at even offsets.
+    #[test]
+    fn rewrites_lie_inside_the_frame() {
+        for shape in [Shape::NewFlows, Shape::Established] {
+            assert!(shape.rewrites().len() <= MAX_REWRITES);
+            for &(field, companion, shift) in shape.rewrites() {
+                for at in [field, companion] {
+                    assert!(at % 2 == 0 && usize::from(at) + 2 <= FRAME_LEN, "{at}");
+                }
+                assert!(shift == LOW_HALF || shift == HIGH_HALF);
             }
         }
     }

@@ -23,7 +23,6 @@
 //!   stack. `haproxy`: HAProxy (`mode tcp`, `balance source`, one thread) on the VIP relays
 //!   each to one of two backends. Every server accepts and closes at once.
 
-mod bpf;
 mod connections;
 mod cpu;
 mod dataplane;

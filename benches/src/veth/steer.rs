@@ -5,7 +5,7 @@
 use super::{
     cpu,
     dataplane::{NodeDataplane, OnNode},
-    generator::{self, Generator, Shape},
+    generator::{Generator, Shape, Sink},
     topology::{pin_receive, LinkStats, Topology, GEN_IF, NODE_IF, PEERS},
 };
 use anyhow::{bail, ensure, Context as _};
@@ -160,9 +160,7 @@ pub fn measure(
 ) -> anyhow::Result<Steering> {
     let topology = Topology::new()?;
     let dp = steerer.set_up(&topology)?;
-    let gen_ifindex = topology.generator.ifindex(GEN_IF)?;
-    let sink = generator::sink()?;
-    let _sink_link = topology.generator.run_in(|| sink.attach(gen_ifindex))??;
+    let _sink = Sink::attach(&topology.generator, GEN_IF)?;
     let (node_core, generator_core) = if cpu::split() {
         pin_receive(&topology.node, NODE_IF, cpu::NODE_CORE, false)?;
         // The sink must not drop: it goes ahead of the generator on their core.
