@@ -10,6 +10,7 @@ mod directory;
 mod l4;
 mod l7;
 mod report;
+mod servers;
 mod tables;
 mod veth;
 

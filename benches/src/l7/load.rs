@@ -29,7 +29,7 @@ pub struct Shape {
 
 /// Runs `load` and adds the CPU time `server` used per request.
 pub fn costed(
-    server: &super::servers::Server,
+    server: &crate::servers::Server,
     load: impl FnOnce() -> anyhow::Result<Load>,
 ) -> anyhow::Result<Load> {
     let before = server.cpu_ticks();
@@ -44,7 +44,7 @@ pub fn costed(
         );
     }
     let ticks = server.cpu_ticks().saturating_sub(before) as f64;
-    let micros = ticks * 1e6 / super::servers::clock_ticks_per_second();
+    let micros = ticks * 1e6 / crate::servers::clock_ticks_per_second();
     measured.cpu_us_per_request = micros / measured.requests.max(1) as f64;
     Ok(measured)
 }

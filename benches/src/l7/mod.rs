@@ -20,10 +20,10 @@ mod servers;
 mod stream;
 
 use crate::report::Results;
+use crate::servers::{Launcher, Server};
 use anyhow::Context as _;
 use balancer_tests::{netns::Netns, pki::Ca};
 use load::{Load, Shape};
-use servers::{Launcher, Server};
 use std::{path::Path, time::Duration};
 
 /// The proxies' addresses in the namespace.

@@ -1,17 +1,12 @@
-//! The servers of the L7 bench, each started directly (no init system) inside the bench
-//! namespace, pinned to the proxy core, and stopped by PID when dropped:
+//! The servers of the L7 bench, their configurations and addresses (started, pinned, waited
+//! for and stopped by [`crate::servers`]):
 //! - the upstreams: nginx serving a fixed answer over HTTPS, one standing for this site's
 //!   mailbox back end, one for a Client Access node of another site (the proxied path);
 //! - the three TLS-terminating reverse proxies to it, same certificate, one worker each:
 //!   `balancer run`, nginx, HAProxy.
 
-use anyhow::bail;
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command},
-    time::{Duration, Instant},
-};
+use crate::servers::{Launcher, Server};
+use std::path::Path;
 
 /// Where the servers listen (loopback of the bench namespace).
 pub const UPSTREAM: &str = "127.0.0.1:18443";
@@ -28,163 +23,8 @@ pub const HAPROXY_MAX_CONNECTIONS: usize = 9_990;
 /// Where OWA users of [`REDIRECTED_MAILBOX`] are sent (the peers are told the same).
 pub const REDIRECT_TO: &str = "https://www.europe.contoso.com/owa/";
 
-/// A running server.
-pub struct Server {
-    pub name: &'static str,
-    pub addr: SocketAddr,
-    child: Child,
-}
-
-impl Server {
-    /// The server's processes: it and its children (nginx's worker is a child of the master).
-    fn pids(&self) -> Vec<u32> {
-        let mut pids = vec![self.child.id()];
-        if let Ok(children) =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
-        {
-            pids.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
-        }
-        pids
-    }
-
-    /// Resident memory of the server's processes, in KiB.
-    pub fn rss_kib(&self) -> u64 {
-        self.pids().iter().map(|p| rss_of(*p)).sum()
-    }
-
-    /// CPU time the server's processes have used (user and system), in clock ticks.
-    pub fn cpu_ticks(&self) -> u64 {
-        self.pids().iter().map(|p| cpu_ticks_of(*p)).sum()
-    }
-}
-
-/// `utime + stime` of `/proc/<pid>/stat` (fields 14 and 15), in clock ticks.
-fn cpu_ticks_of(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
-    let field = |n: usize| {
-        fields
-            .get(n - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(14) + field(15)
-}
-
-/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux).
-pub fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// How to start processes: in the namespace, on a core.
-pub struct Launcher<'a> {
-    pub netns: &'a str,
-    /// `taskset -c` CPU list for the proxies and the upstream, if the box has cores to spare.
-    pub cpu: Option<String>,
-    pub dir: &'a Path,
-}
-
+/// The L7 section's servers, each started by [`Launcher::start`].
 impl Launcher<'_> {
-    /// `nsenter` into the namespace (and `taskset` onto the core): append the program.
-    pub fn prefix(&self) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.netns))
-            .arg("--");
-        if let Some(cpu) = &self.cpu {
-            cmd.args(["taskset", "-c", cpu]);
-        }
-        cmd
-    }
-
-    pub fn command(&self, program: &str) -> Command {
-        let mut cmd = self.prefix();
-        cmd.arg(program);
-        cmd
-    }
-
-    fn start(&self, name: &'static str, addr: &str, mut cmd: Command) -> anyhow::Result<Server> {
-        let child = balancer_tests::netns::spawn_logged(&mut cmd, self.dir, name)?;
-        let server = Server {
-            name,
-            addr: addr.parse()?,
-            child,
-        };
-        self.wait_listening(&server)?;
-        Ok(server)
-    }
-
-    /// Waits until `server` accepts TCP connections in the namespace.
-    fn wait_listening(&self, server: &Server) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let port = server.addr.port();
-        loop {
-            let out = Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{}", self.netns))
-                .args(["--", "ss", "-Hltn", &format!("sport = :{port}")])
-                .output()?;
-            if !out.stdout.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.join(format!("{}.log", server.name)));
-                bail!(
-                    "{} did not listen on {}: {}",
-                    server.name,
-                    server.addr,
-                    log.unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
     /// nginx with `conf` (written to `<name>.conf`), in the foreground.
     fn nginx(&self, name: &'static str, addr: &str, conf: &str) -> anyhow::Result<Server> {
         let path = self.file(&format!("{name}.conf"));

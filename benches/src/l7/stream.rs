@@ -2,7 +2,8 @@
 //! curl uploads a sparse file over HTTP/1.1 to a proxy, which passes it on to the upstream as
 //! it comes; the proxy's resident memory is sampled every 20 ms and the peak kept.
 
-use super::servers::{Launcher, Server, FRONT_NAME};
+use super::servers::FRONT_NAME;
+use crate::servers::{Launcher, Server};
 use anyhow::{ensure, Context as _};
 use std::{path::Path, process::Stdio, time::Duration};
 

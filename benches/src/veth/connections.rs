@@ -8,14 +8,14 @@ use super::{
     dataplane::{NodeDataplane, OnNode},
     topology::{connection_client, join, pin_receive, spawn_in, Topology, GEN_IF, NODE_IF},
 };
-use anyhow::{bail, ensure, Context as _};
+use crate::servers::{Launcher, Server};
+use anyhow::{ensure, Context as _};
 use balancer_tests::{fixture, netns::Netns};
 use nix::libc;
 use std::{
     net::{SocketAddr, SocketAddrV4, TcpListener},
     os::fd::AsRawFd,
-    path::{Path, PathBuf},
-    process::Child,
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -88,77 +88,26 @@ impl Drop for AcceptClose {
     }
 }
 
-/// A process we started, stopped by its PID on drop (SIGTERM, then SIGKILL).
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// HAProxy on the VIP in the node namespace: `mode tcp`, `balance source`, one thread.
-fn haproxy(ns: &Netns, core: Option<usize>, dir: &Path) -> anyhow::Result<Process> {
+fn haproxy(node: &Launcher) -> anyhow::Result<Server> {
     let servers: String = BACKENDS
         .iter()
         .enumerate()
         .map(|(i, addr)| format!("  server b{i} {addr}\n"))
         .collect();
+    let vip = SocketAddr::from((fixture::VIP_V4, PORT));
     let conf = format!(
         "global\n  nbthread 1\n  maxconn 9000\n\
          defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-         frontend fe\n  bind {vip}:{PORT}\n  default_backend be\n\
-         backend be\n  balance source\n{servers}",
-        vip = fixture::VIP_V4
+         frontend fe\n  bind {vip}\n  default_backend be\n\
+         backend be\n  balance source\n{servers}"
     );
-    let path = dir.join("haproxy.cfg");
+    let path = node.file("haproxy.cfg");
     std::fs::write(&path, conf)?;
-    let mut cmd = match core {
-        Some(core) => {
-            let mut cmd = ns.command("taskset");
-            cmd.args(["-c", &core.to_string(), "haproxy"]);
-            cmd
-        }
-        None => ns.command("haproxy"),
-    };
+    let mut cmd = node.command("haproxy");
     cmd.args(["-db", "-f"]).arg(&path);
-    let process = Process(
-        balancer_tests::netns::spawn_logged(&mut cmd, dir, "haproxy")
-            .context("starting haproxy (Debian package haproxy)")?,
-    );
-    wait_listening(ns, PORT, dir)?;
-    Ok(process)
-}
-
-/// Waits until something listens on `port` in `ns`.
-fn wait_listening(ns: &Netns, port: u16, dir: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = ns
-            .command("ss")
-            .args(["-Hltn", &format!("sport = :{port}")])
-            .output()?;
-        if !out.stdout.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "haproxy did not listen on port {port}: {}",
-                std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.start("haproxy", &vip.to_string(), cmd)
+        .context("HAProxy (Debian package haproxy)")
 }
 
 /// One connection from `source` (port chosen at connect): connect, read until the server
@@ -295,6 +244,11 @@ pub fn measure(front: Front, warm_up: Duration, window: Duration) -> anyhow::Res
     let pin_node = split.then_some(node_core);
     let dir = temp_dir();
     std::fs::create_dir_all(&dir)?;
+    let node = Launcher {
+        netns: topology.node.name(),
+        cpu: pin_node.map(|core| core.to_string()),
+        dir: &dir,
+    };
     let result = (|| {
         let mut servers = Vec::new();
         let mut _haproxy = None;
@@ -307,7 +261,7 @@ pub fn measure(front: Front, warm_up: Duration, window: Duration) -> anyhow::Res
                 for addr in BACKENDS {
                     servers.push(AcceptClose::start(&topology.node, addr.parse()?, pin_node)?);
                 }
-                _haproxy = Some(haproxy(&topology.node, pin_node, &dir)?);
+                _haproxy = Some(haproxy(&node)?);
             }
         }
         let clients = Clients::start(&topology.generator, split.then_some(client_core))?;

@@ -1,0 +1,193 @@
+//! Servers the benches run as processes of their own (HAProxy, nginx, `balancer run`): each
+//! started directly (there is no init system), inside a bench's network namespace, pinned to
+//! cores with `taskset` where the box has cores to spare, waited for until it listens, and
+//! stopped by PID when dropped. A [`Server`] also reports the resident memory and CPU time of
+//! its processes. The sections write their servers' configurations; this module runs them.
+
+use anyhow::bail;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+/// How long a server may take to listen (TLS servers load certificates, the router its
+/// directory), and how often to look.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(60);
+const LISTEN_POLL: Duration = Duration::from_millis(50);
+/// How long a server may take to exit after SIGTERM before it is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A running server, stopped when dropped (SIGTERM, then SIGKILL).
+pub struct Server {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    /// The server's processes: it and its children (nginx's worker is a child of the master).
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.child.id()];
+        if let Ok(children) =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+        {
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        pids
+    }
+
+    /// Resident memory of the server's processes, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.pids().iter().map(|p| rss_of(*p)).sum()
+    }
+
+    /// CPU time the server's processes have used (user and system), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.pids().iter().map(|p| cpu_ticks_of(*p)).sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_DEADLINE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `utime + stime` of `/proc/<pid>/stat` (fields 14 and 15), in clock ticks.
+fn cpu_ticks_of(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux).
+pub fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// How to start processes: in the namespace, on a core.
+pub struct Launcher<'a> {
+    pub netns: &'a str,
+    /// `taskset -c` CPU list, if the box has cores to spare.
+    pub cpu: Option<String>,
+    /// Where configurations and each server's log (`<name>.log`) go.
+    pub dir: &'a Path,
+}
+
+impl Launcher<'_> {
+    /// `nsenter` into the namespace (and `taskset` onto the core): append the program.
+    pub fn prefix(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.netns))
+            .arg("--");
+        if let Some(cpu) = &self.cpu {
+            cmd.args(["taskset", "-c", cpu]);
+        }
+        cmd
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = self.prefix();
+        cmd.arg(program);
+        cmd
+    }
+
+    /// A file of the launcher's directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Starts `cmd` (from [`Self::command`]), its output to `<name>.log`, and waits until it
+    /// listens on `addr`'s port.
+    pub fn start(
+        &self,
+        name: &'static str,
+        addr: &str,
+        mut cmd: Command,
+    ) -> anyhow::Result<Server> {
+        let child = balancer_tests::netns::spawn_logged(&mut cmd, self.dir, name)?;
+        let mut server = Server {
+            name,
+            addr: addr.parse()?,
+            child,
+        };
+        self.wait_listening(&mut server)?;
+        Ok(server)
+    }
+
+    /// Waits until `server` accepts TCP connections in the namespace; fails with its log if
+    /// it exits first (none of them daemonizes) or takes too long.
+    fn wait_listening(&self, server: &mut Server) -> anyhow::Result<()> {
+        let deadline = Instant::now() + LISTEN_DEADLINE;
+        let port = server.addr.port();
+        loop {
+            let out = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", self.netns))
+                .args(["--", "ss", "-Hltn", &format!("sport = :{port}")])
+                .output()?;
+            if !out.stdout.is_empty() {
+                return Ok(());
+            }
+            let exited = server.child.try_wait()?;
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.file(&format!("{}.log", server.name)));
+                bail!(
+                    "{} did not listen on {} ({}): {}",
+                    server.name,
+                    server.addr,
+                    match exited {
+                        Some(status) => format!("it exited, {status}"),
+                        None => format!("not within {LISTEN_DEADLINE:?}"),
+                    },
+                    log.unwrap_or_default()
+                );
+            }
+            std::thread::sleep(LISTEN_POLL);
+        }
+    }
+}
