@@ -10,15 +10,30 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 /// An upstream test server: answers "<name> <path> fwd=<x-forwarded-for> via=<via> bytes=<n>".
 /// Dropping it kills it: the listener and every open connection close, as when a node dies.
 pub struct Upstream {
     pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
     task: JoinHandle<()>,
     _alive: tokio::sync::watch::Sender<()>,
+}
+
+impl Upstream {
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Upstream {
@@ -64,11 +79,14 @@ pub fn upstream_on(
     });
     let name = name.to_string();
     let (alive, alive_rx) = tokio::sync::watch::channel(());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
+            counter.fetch_add(1, Ordering::Relaxed);
             let (name, acceptor) = (name.clone(), acceptor.clone());
             let mut killed = alive_rx.clone();
             tokio::spawn(async move {
@@ -125,6 +143,7 @@ pub fn upstream_on(
     });
     Upstream {
         addr,
+        accepted,
         task,
         _alive: alive,
     }

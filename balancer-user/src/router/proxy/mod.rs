@@ -11,12 +11,15 @@
 //!   while (passive). A request whose body can be replayed (none, or empty) fails over to the
 //!   next node at once. A site with no node left answers 503 with Retry-After.
 //! - Bodies stream both ways, never buffered (R19); each node has a cap on requests in flight.
+//! - Connections ([`connect`]) are kept per origin and reused ([`pool`]): HTTP/1.1 ones one
+//!   request at a time, an HTTP/2 one shared.
 //! - Hop-by-hop headers are removed, forwarding headers and the chain of routers added, and
 //!   the response names the back end (R20, [`headers`]).
 
+mod connect;
 pub mod headers;
 pub mod pick;
-pub mod resolver;
+mod pool;
 mod timeouts;
 
 pub use timeouts::ResponseTimeouts;
@@ -30,13 +33,10 @@ use super::{
 };
 use crate::health::{Thresholds, Verdict};
 use ahash::AHashMap;
+use connect::Connector;
 use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty};
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
+use pool::{OriginPool, PooledBody, UpstreamError};
 use std::{
     net::SocketAddr,
     sync::{
@@ -132,9 +132,13 @@ impl Default for HealthChecks {
     }
 }
 
-/// A node with its limits and passive health.
+/// A node with its connections, limits and passive health.
 struct Node {
     spec: UpstreamNode,
+    /// The connections to its InternalURL's origin.
+    base: Arc<OriginPool>,
+    /// The connections to the origins of virtual directories with InternalURLs of their own.
+    vdirs: Vec<(Protocol, Arc<OriginPool>)>,
     /// The back-end header's value: the node's name (R20); `None` if switched off.
     back_end: Option<HeaderValue>,
     in_flight: Arc<Semaphore>,
@@ -144,10 +148,28 @@ struct Node {
     verdict: Verdict,
 }
 
+impl Node {
+    /// The connections a request to `path` goes to: its virtual directory's, or the node's.
+    fn origin_for(&self, path: &str) -> &Arc<OriginPool> {
+        if self.vdirs.is_empty() {
+            return &self.base;
+        }
+        let protocol = Protocol::of_path(path);
+        self.vdirs
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map_or(&self.base, |(_, pool)| pool)
+    }
+
+    fn origins(&self) -> impl Iterator<Item = &Arc<OriginPool>> {
+        std::iter::once(&self.base).chain(self.vdirs.iter().map(|(_, pool)| pool))
+    }
+}
+
 /// The proxy.
 pub struct Proxy {
     config: ProxyConfig,
-    client: Client<HttpsConnector<HttpConnector<resolver::Resolver>>, Body>,
+    connector: Connector,
     local: Vec<Arc<Node>>,
     sites: AHashMap<String, (Vec<Arc<Node>>, pick::RoundRobin)>,
     legacy: AHashMap<String, Arc<Node>>,
@@ -170,29 +192,25 @@ impl Proxy {
                     .extend(node.addrs.iter().copied());
             }
         }
-        let mut http = HttpConnector::new_with_resolver(resolver::Resolver::new(hosts));
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .with_root_certificates(config.trust.clone())
-        .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
+        // A node is reached at its configured addresses while TLS checks its InternalURL's
+        // name; a host without configured addresses is resolved when connecting.
+        let origin = |base: &Uri| {
+            let addrs = base
+                .host()
+                .and_then(|h| hosts.get(&h.to_ascii_lowercase()))
+                .cloned()
+                .unwrap_or_default();
+            Arc::new(OriginPool::new(base, addrs))
+        };
         let node = |spec: &UpstreamNode| {
             Arc::new(Node {
                 spec: spec.clone(),
+                base: origin(&spec.base),
+                vdirs: spec
+                    .vdir_bases
+                    .iter()
+                    .map(|(protocol, base)| (*protocol, origin(base)))
+                    .collect(),
                 back_end: config
                     .back_end_header
                     .then(|| HeaderValue::from_str(&spec.name).ok())
@@ -222,8 +240,8 @@ impl Proxy {
             .map(|(s, n)| (s.clone(), node(n)))
             .collect();
         Arc::new(Self {
+            connector: Connector::new(config.trust.clone(), config.connect_timeout),
             config,
-            client,
             local,
             sites,
             legacy,
@@ -262,6 +280,10 @@ impl Proxy {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
+                proxy
+                    .all_nodes()
+                    .flat_map(|n| n.origins())
+                    .for_each(|o| o.sweep());
                 let checks: Vec<_> = proxy.all_nodes().map(|n| proxy.check(n.clone())).collect();
                 futures_util::future::join_all(checks).await;
             }
@@ -270,23 +292,13 @@ impl Proxy {
 
     async fn check(&self, node: Arc<Node>) {
         let health = &self.config.health;
-        let uri = upstream_uri(
-            &node.spec.base,
-            Some(
-                &health
-                    .path
-                    .parse()
-                    .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/")),
-            ),
-        );
-        let request = Request::get(uri).body(
-            Empty::new()
-                .map_err(|never| -> BodyError { match never {} })
-                .boxed(),
-        );
+        let request = Request::get(health.path.as_str()).body(empty_body());
         let passed = match request {
             Ok(request) => matches!(
-                tokio::time::timeout(health.timeout, self.client.request(request)).await,
+                tokio::time::timeout(
+                    health.timeout,
+                    node.base.send(&self.connector, request, None)
+                ).await,
                 Ok(Ok(response)) if response.status().is_success()
             ),
             Err(_) => false,
@@ -362,13 +374,19 @@ impl Proxy {
         // h2 or HTTP/1.1 by ALPN (plain http is HTTP/1.1), and hyper refuses to send an
         // HTTP/2 request on an HTTP/1 connection.
         parts.version = http::Version::HTTP_11;
+        // Upstream requests name the path and query only (the connection adds the origin).
+        if parts.uri.scheme().is_some() {
+            parts.uri = parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+        }
         // A body that is known to be empty can be sent again to the next node.
         let replayable = hyper::body::Body::size_hint(&body).exact() == Some(0);
         let mut body = Some(body);
         let limit = self.config.timeouts.for_path(parts.uri.path());
-        // The path and query (shared bytes, not copied), kept for each attempt's URI.
-        let path_and_query = parts.uri.path_and_query().cloned();
-        let path = path_and_query.as_ref().map_or("/", |p| p.path());
+        let uri = parts.uri.clone();
+        let path = uri.path();
         let mut parts = Some(parts);
         let mut last_error = String::from("every node is at its limit of requests in flight");
         for (i, node) in nodes.iter().enumerate() {
@@ -383,9 +401,10 @@ impl Proxy {
                 false => parts.take(),
             };
             let Some(this_parts) = this_parts else { break };
-            let mut attempt = Request::from_parts(this_parts, this_body);
-            *attempt.uri_mut() = upstream_uri(node.spec.base_for(path), path_and_query.as_ref());
-            let Ok(answer) = tokio::time::timeout(limit, self.client.request(attempt)).await else {
+            let attempt = Request::from_parts(this_parts, this_body);
+            let origin = node.origin_for(path);
+            let sent = origin.send(&self.connector, attempt, Some(permit));
+            let Ok(answer) = tokio::time::timeout(limit, sent).await else {
                 warn!(node = %node.spec.name, path, ?limit, "upstream did not answer in time");
                 return responses::refuse(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -397,8 +416,8 @@ impl Proxy {
                 );
             };
             match answer {
-                Ok(response) => return self.relay(response, node, permit),
-                Err(e) if e.is_connect() => {
+                Ok(response) => return relay(response, node),
+                Err(UpstreamError::Connect(e)) => {
                     last_error = format!("{}: {}", node.spec.name, error_chain(&e));
                     self.eject(node, &last_error);
                     if !replayable {
@@ -407,11 +426,7 @@ impl Proxy {
                             &format!("upstream {} is unavailable", node.spec.name),
                         );
                     }
-                    body = Some(
-                        Empty::new()
-                            .map_err(|never| -> BodyError { match never {} })
-                            .boxed(),
-                    );
+                    body = Some(empty_body());
                 }
                 Err(e) => {
                     warn!(node = %node.spec.name, error = %e, "upstream request failed");
@@ -431,29 +446,23 @@ impl Proxy {
         info!(?target, "no upstream node available");
         r
     }
+}
 
-    /// The upstream response, streamed, with hop-by-hop headers removed and the back end named.
-    fn relay(
-        &self,
-        response: Response<hyper::body::Incoming>,
-        node: &Node,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Response<Body> {
-        let (mut parts, body) = response.into_parts();
-        headers::remove_hop_by_hop(&mut parts.headers);
-        if let Some(v) = &node.back_end {
-            parts.headers.insert(BACK_END_HEADER, v.clone());
-        }
-        // The permit is released when the body has been streamed to the end (or dropped).
-        let body = body
-            .map_err(|e| BodyError(e.into()))
-            .map_frame(move |frame| {
-                let _ = &permit;
-                frame
-            })
-            .boxed();
-        Response::from_parts(parts, body)
+/// The upstream response, streamed, with hop-by-hop headers removed and the back end named.
+/// Its body gives the connection back to the pool and the node's permit back when done.
+fn relay(response: Response<PooledBody>, node: &Node) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers);
+    if let Some(v) = &node.back_end {
+        parts.headers.insert(BACK_END_HEADER, v.clone());
     }
+    Response::from_parts(parts, body.boxed())
+}
+
+fn empty_body() -> Body {
+    Empty::new()
+        .map_err(|never| -> BodyError { match never {} })
+        .boxed()
 }
 
 /// An error and its sources, `: `-separated (the TLS reason is deep in the chain).
@@ -466,17 +475,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// The node's base with the request's path and query.
-fn upstream_uri(base: &Uri, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
-    let mut parts = base.clone().into_parts();
-    parts.path_and_query = Some(
-        path_and_query
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
 }
 
 impl Forward for Arc<Proxy> {
