@@ -165,5 +165,14 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
             .with_no_client_auth()
             .with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Sessions resume from tickets the client keeps (encrypted with a key rotated every six
+    // hours), not from a server-side cache of 256 sessions that thousands of mail clients
+    // would churn through: a resumed handshake costs no certificate signature.
+    match rustls::crypto::ring::Ticketer::new() {
+        Ok(ticketer) => config.ticketer = ticketer,
+        Err(e) => {
+            tracing::warn!(error = %e, "no TLS session tickets: resumption from the session cache only")
+        }
+    }
     Arc::new(config)
 }

@@ -123,3 +123,55 @@ fn a_bad_reload_is_refused_and_the_old_certificates_kept() {
     store.reload(&[renewed]).unwrap();
     assert_ne!(leaf(&store.for_name(Some("www.usa.contoso.com"))), before);
 }
+
+/// Moves TLS records between the two ends until neither has anything left to send.
+fn exchange(client: &mut rustls::ClientConnection, server: &mut rustls::ServerConnection) {
+    loop {
+        let mut records = Vec::new();
+        client.write_tls(&mut records).unwrap();
+        let from_client = records.len();
+        server.read_tls(&mut records.as_slice()).unwrap();
+        server.process_new_packets().unwrap();
+        records.clear();
+        server.write_tls(&mut records).unwrap();
+        client.read_tls(&mut records.as_slice()).unwrap();
+        client.process_new_packets().unwrap();
+        if from_client == 0 && records.is_empty() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn sessions_resume_from_stateless_tickets() {
+    let d = dir("tickets");
+    let spec = write_cert(&d.0, "www.usa.contoso.com");
+    let server = server_config(CertStore::load(std::slice::from_ref(&spec)).unwrap());
+    assert!(
+        server.ticketer.enabled(),
+        "tickets, not only the session cache"
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&spec.cert).unwrap())
+        .unwrap();
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let name = "www.usa.contoso.com".try_into().unwrap();
+        let mut c = rustls::ClientConnection::new(client.clone(), name).unwrap();
+        let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+        exchange(&mut c, &mut s);
+        kinds.push(c.handshake_kind());
+    }
+    use rustls::HandshakeKind::{Full, Resumed};
+    assert_eq!(kinds, [Some(Full), Some(Resumed)]);
+}
