@@ -12,6 +12,7 @@ mod l7;
 mod report;
 mod servers;
 mod tables;
+mod threads;
 mod veth;
 
 use clap::{Parser, ValueEnum};

@@ -11,12 +11,14 @@
 //!   the router after its directory lookup, by the peers from a static per-mailbox rule;
 //! - `l7.h1.proxied` (the router only, next to its local path): OWA for a mailbox of a site
 //!   without ExternalURL, proxied over HTTPS to that site's node (R8, CAS-CAS);
-//! - `l7.stream`: a large RPC_IN_DATA body uploaded through: peak resident memory and MiB/s;
+//! - `l7.stream`: a large RPC_IN_DATA body uploaded through to a back end that reads it all
+//!   before answering: peak resident memory, MiB/s and CPU per GiB;
 //! - `l7.rss`: resident memory idle, and with N idle TLS connections open.
 
 mod idle;
 mod load;
 mod servers;
+mod sink;
 mod stream;
 
 use crate::report::Results;
@@ -106,6 +108,7 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
         };
         let _upstream = generator.upstream("upstream", servers::UPSTREAM)?;
         let _remote = generator.upstream("remote", servers::REMOTE)?;
+        let _sink = sink::Sink::start(&ns, servers::SINK.parse()?, (cores >= 2).then_some(1))?;
         let mut figures = Vec::new();
         for proxy in ["balancer", "nginx", "haproxy"] {
             // One proxy at a time, stopped before the next starts.
@@ -262,6 +265,13 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
                  Content-Length) through to the upstream; lower is better",
                 plan.stream_bytes >> 20
             ),
+        );
+        compare(
+            "l7.stream.cpu_per_gib",
+            "s",
+            ours.streamed.cpu_s_per_gib,
+            theirs.streamed.cpu_s_per_gib,
+            "CPU time of the proxy's processes per GiB of that body; lower is better",
         );
         compare(
             "l7.stream.throughput",

@@ -14,6 +14,8 @@ pub const UPSTREAM_NAME: &str = "mbx-usa-1.contoso.internal";
 /// The node of the site without ExternalURL that the router proxies to (R8).
 pub const REMOTE: &str = "127.0.0.1:18446";
 pub const REMOTE_NAME: &str = "asia-1.contoso.internal";
+/// Where the upstream passes RPC over HTTP (`/rpc/`) on to: the streaming sink.
+pub const SINK: &str = "127.0.0.1:18450";
 pub const FRONT_NAME: &str = "www.usa.contoso.com";
 /// A mailbox of that site, and one of a site the router redirects to (R8, `contoso` lab).
 pub const REMOTE_MAILBOX: &str = "carol@contoso.com";
@@ -34,8 +36,9 @@ impl Launcher<'_> {
         self.start(name, addr, cmd)
     }
 
-    /// An upstream: a fixed 2-byte answer over HTTPS with the certificate `<name>.pem`; request
-    /// bodies of any size are read and dropped.
+    /// An upstream: a fixed 2-byte answer over HTTPS with the certificate `<name>.pem`, except
+    /// for RPC over HTTP (`/rpc/`), streamed on to the [`SINK`] that answers once it has read
+    /// the whole body (see `sink.rs`).
     pub fn upstream(&self, name: &'static str, addr: &str) -> anyhow::Result<Server> {
         let dir = self.dir.display();
         let conf = format!(
@@ -43,7 +46,8 @@ impl Launcher<'_> {
              events {{ worker_connections 30000; }}\n\
              http {{\n  access_log off;\n  keepalive_requests 1000000;\n  client_max_body_size 0;\n\
                server {{\n    listen {addr} ssl;\n    ssl_certificate {dir}/{name}.pem;\n    ssl_certificate_key {dir}/{name}.key;\n\
-                 location / {{ return 200 \"ok\"; }}\n  }}\n}}\n"
+                 location / {{ return 200 \"ok\"; }}\n\
+                 location /rpc/ {{ proxy_pass http://{SINK}; proxy_http_version 1.1; proxy_request_buffering off; }}\n  }}\n}}\n"
         );
         self.nginx(name, addr, &conf)
     }
@@ -51,6 +55,8 @@ impl Launcher<'_> {
     /// nginx as the TLS-terminating reverse proxy (HTTP/1.1 and HTTP/2), upstream connections
     /// kept alive and verified against the CA, request bodies streamed (not spooled to disk,
     /// as RPC over HTTP needs), and the redirect of [`REDIRECTED_MAILBOX`] as a static rule.
+    /// TLS 1.2 and 1.3, as the router and HAProxy offer (nginx 1.22's default stops at 1.2,
+    /// whose resumed handshakes skip the key exchange that 1.3's still make).
     pub fn nginx_proxy(&self, addr: &str) -> anyhow::Result<Server> {
         let dir = self.dir.display();
         let conf = format!(
@@ -60,6 +66,7 @@ impl Launcher<'_> {
                client_max_body_size 0;\n  proxy_request_buffering off;\n\
                upstream backend {{ server {UPSTREAM}; keepalive 128; }}\n\
                server {{\n    listen {addr} ssl http2;\n    ssl_certificate {dir}/front.pem;\n    ssl_certificate_key {dir}/front.key;\n\
+                 ssl_protocols TLSv1.2 TLSv1.3;\n\
                  location / {{\n      if ($http_x_anchormailbox = \"{REDIRECTED_MAILBOX}\") {{ return 302 {REDIRECT_TO}; }}\n\
                    proxy_pass https://backend;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
                    proxy_ssl_server_name on;\n      proxy_ssl_name {UPSTREAM_NAME};\n      proxy_ssl_verify on;\n\

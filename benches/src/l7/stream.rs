@@ -1,6 +1,8 @@
 //! Memory while a large request body streams through (RPC over HTTP's RPC_IN_DATA, R19):
 //! curl uploads a sparse file over HTTP/1.1 to a proxy, which passes it on to the upstream as
-//! it comes; the proxy's resident memory is sampled every 20 ms and the peak kept.
+//! it comes; the proxy's resident memory is sampled every 20 ms and the peak kept, and its
+//! CPU time counted. The answer comes from the [`super::sink`] once it has read the whole
+//! body, and must say so (`bytes=<length>`): every proxy carried all of it.
 
 use super::servers::FRONT_NAME;
 use crate::servers::{Launcher, Server};
@@ -11,6 +13,8 @@ use std::{path::Path, process::Stdio, time::Duration};
 pub struct Streamed {
     pub peak_rss_kib: u64,
     pub mib_per_s: f64,
+    /// CPU time of the proxy's processes per GiB carried.
+    pub cpu_s_per_gib: f64,
 }
 
 /// A sparse file of `bytes` in `dir` (reading it costs no disk).
@@ -28,28 +32,24 @@ pub fn upload(
     ca: &Path,
 ) -> anyhow::Result<Streamed> {
     let port = server.addr.port();
+    let length = std::fs::metadata(body)?.len();
+    let answer = body.with_extension(format!("{}.answer", server.name));
     let mut curl = generator.prefix();
-    curl.args([
-        "curl",
-        "-sS",
-        "--http1.1",
-        "-X",
-        "RPC_IN_DATA",
-        "-o",
-        "/dev/null",
-    ])
-    .args(["-w", "%{http_code} %{speed_upload}"])
-    .arg("--cacert")
-    .arg(ca)
-    .arg("--resolve")
-    .arg(format!("{FRONT_NAME}:{port}:{}", server.addr.ip()))
-    .arg("-T")
-    .arg(body)
-    .arg(format!(
-        "https://{FRONT_NAME}:{port}/rpc/rpcproxy.dll?mbx-usa-1.contoso.internal:6001"
-    ))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    curl.args(["curl", "-sS", "--http1.1", "-X", "RPC_IN_DATA", "-o"])
+        .arg(&answer)
+        .args(["-w", "%{http_code} %{speed_upload}"])
+        .arg("--cacert")
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{FRONT_NAME}:{port}:{}", server.addr.ip()))
+        .arg("-T")
+        .arg(body)
+        .arg(format!(
+            "https://{FRONT_NAME}:{port}/rpc/rpcproxy.dll?mbx-usa-1.contoso.internal:6001"
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let cpu_before = server.cpu_ticks();
     let mut child = curl.spawn().context("running curl")?;
     let mut peak_rss_kib = 0;
     while child.try_wait()?.is_none() {
@@ -57,6 +57,8 @@ pub fn upload(
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output()?;
+    let cpu_s = server.cpu_ticks().saturating_sub(cpu_before) as f64
+        / crate::servers::clock_ticks_per_second();
     let text = String::from_utf8_lossy(&out.stdout);
     let mut fields = text.split_whitespace();
     let status = fields.next().unwrap_or_default();
@@ -67,8 +69,15 @@ pub fn upload(
         server.name,
         String::from_utf8_lossy(&out.stderr)
     );
+    let said = std::fs::read_to_string(&answer).unwrap_or_default();
+    ensure!(
+        said.ends_with(&format!(" bytes={length}")),
+        "{}: the sink did not get the whole body of {length} bytes: {said:?}",
+        server.name
+    );
     Ok(Streamed {
         peak_rss_kib,
         mib_per_s: bytes_per_s / (1024.0 * 1024.0),
+        cpu_s_per_gib: cpu_s / (length as f64 / f64::from(1u32 << 30)),
     })
 }

@@ -6,9 +6,12 @@
 use super::{
     cpu,
     dataplane::{NodeDataplane, OnNode},
-    topology::{connection_client, join, pin_receive, spawn_in, Topology, GEN_IF, NODE_IF},
+    topology::{connection_client, pin_receive, Topology, GEN_IF, NODE_IF},
 };
-use crate::servers::{Launcher, Server};
+use crate::{
+    servers::{Launcher, Server},
+    threads::{join, spawn_in},
+};
 use anyhow::{ensure, Context as _};
 use balancer_tests::{fixture, netns::Netns};
 use nix::libc;

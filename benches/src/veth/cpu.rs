@@ -1,8 +1,6 @@
 //! Cores: pinning threads, and how busy each core was over a measurement (`/proc/stat`), which
 //! tells whether the generator's core or the node's core was the limit.
 
-use anyhow::Context as _;
-
 /// The core of the node's receive processing and servers; the generator and clients take the
 /// other one (core 0). With a single core, nothing is pinned.
 pub const NODE_CORE: usize = 1;
@@ -14,14 +12,6 @@ pub fn split() -> bool {
     // SAFETY: plain libc call.
     let online = unsafe { nix::libc::sysconf(nix::libc::_SC_NPROCESSORS_ONLN) };
     online > NODE_CORE as i64
-}
-
-/// Pins thread `tid` (0: the calling thread) to `cpu`.
-pub fn pin(tid: u32, cpu: usize) -> anyhow::Result<()> {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu)?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid as i32), &set)
-        .with_context(|| format!("pinning thread {tid} to CPU {cpu}"))
 }
 
 /// Gives thread `tid` real-time priority (SCHED_FIFO, the lowest real-time level).

@@ -15,7 +15,7 @@
 //! generator's end to receive what the node sends back (a veth end takes XDP_TX frames only
 //! if it runs an XDP program). Both programs are in the eBPF package's `bench-traffic` object,
 //! loaded with aya.
-use super::topology::{join, spawn_in};
+use crate::threads::{join, spawn_in};
 use anyhow::{ensure, Context as _};
 use aya::{
     maps::Array,

@@ -19,9 +19,7 @@ use balancer_tests::{
     fixture,
     netns::{self, veth, Netns},
 };
-use std::{
-    collections::HashSet, net::Ipv4Addr, os::fd::AsFd, process::Command, thread::JoinHandle,
-};
+use std::{collections::HashSet, net::Ipv4Addr, process::Command};
 
 pub const GEN_IF: &str = "gen0";
 pub const NODE_IF: &str = "node0";
@@ -181,7 +179,7 @@ pub fn pin_receive(ns: &Netns, interface: &str, cpu: usize, real_time: bool) -> 
         bail!("no NAPI thread appeared for {interface}");
     }
     for pid in new {
-        cpu::pin(pid, cpu)?;
+        crate::threads::pin(pid, cpu)?;
         if real_time {
             if let Err(e) = cpu::real_time(pid) {
                 eprintln!("bench: veth: {e:#} (what the thread cannot keep up with is lost)");
@@ -189,27 +187,4 @@ pub fn pin_receive(ns: &Netns, interface: &str, cpu: usize, real_time: bool) -> 
         }
     }
     Ok(())
-}
-
-/// Starts a thread in `ns` (pinned to `cpu` if given) running `f`.
-pub fn spawn_in<T: Send + 'static>(
-    ns: &Netns,
-    cpu: Option<usize>,
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<JoinHandle<anyhow::Result<T>>> {
-    let file = std::fs::File::open(format!("/run/netns/{}", ns.name()))?;
-    Ok(std::thread::spawn(move || {
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-        if let Some(cpu) = cpu {
-            cpu::pin(0, cpu)?;
-        }
-        f()
-    }))
-}
-
-/// Joins a thread of [`spawn_in`].
-pub fn join<T>(handle: JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
-    handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("a bench thread panicked"))?
 }
