@@ -6,14 +6,14 @@ mod common;
 use ahash::AHashMap;
 use balancer_user::router::{
     proxy::{HealthChecks, Proxy, ProxyConfig, ResponseTimeouts, BACK_END_HEADER},
-    responses::{Body, BodyError},
+    responses::Body,
     service::Router,
     testing,
 };
 use bytes::Bytes;
-use common::{node, upstream, upstream_at, Ca, Upstream};
+use common::{node, request, upstream, upstream_at, Ca, Upstream};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::BodyExt as _;
 use std::{sync::Arc, time::Duration};
 
 struct Lab {
@@ -100,25 +100,6 @@ async fn lab_with(health: HealthChecks) -> Lab {
 
 fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
     request("GET", uri, headers, Bytes::new())
-}
-
-fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: Bytes) -> Request<Body> {
-    let mut r = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    let mut r = r
-        .body(
-            Full::new(body)
-                .map_err(|n| -> BodyError { match n {} })
-                .boxed(),
-        )
-        .unwrap();
-    r.extensions_mut()
-        .insert(balancer_user::router::server::ClientAddr(
-            "192.0.2.7:50000".parse().unwrap(),
-        ));
-    r
 }
 
 async fn answer(lab: &Lab, req: Request<Body>) -> (StatusCode, String, String) {

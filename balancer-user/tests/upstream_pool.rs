@@ -9,14 +9,14 @@ mod common;
 use ahash::AHashMap;
 use balancer_user::router::{
     proxy::{HealthChecks, Proxy, ProxyConfig, ResponseTimeouts},
-    responses::{Body, BodyError},
+    responses::Body,
     service::Router,
     testing,
 };
 use bytes::Bytes;
-use common::{node, upstream, Ca};
+use common::{node, request, upstream, Ca};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::BodyExt as _;
 use std::{
     net::SocketAddr,
     sync::{
@@ -127,19 +127,7 @@ fn router(legacy: SocketAddr, local: Option<(SocketAddr, &Ca)>) -> Router {
 }
 
 fn get(path: &str, mailbox: &str) -> Request<Body> {
-    let mut r = Request::get(path)
-        .header("X-AnchorMailbox", mailbox)
-        .body(
-            Empty::new()
-                .map_err(|n| -> BodyError { match n {} })
-                .boxed(),
-        )
-        .unwrap();
-    r.extensions_mut()
-        .insert(balancer_user::router::server::ClientAddr(
-            "192.0.2.7:50000".parse().unwrap(),
-        ));
-    r
+    request("GET", path, &[("X-AnchorMailbox", mailbox)], Bytes::new())
 }
 
 const LEGACY: (&str, &str) = ("/exchange/legacy-user/", "legacy-user@contoso.com");

@@ -9,6 +9,32 @@ use balancer_user::router::proxy::UpstreamNode;
 use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 
+/// A request as the front hands it to the router: from a client at 192.0.2.7.
+pub fn request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: bytes::Bytes,
+) -> http::Request<balancer_user::router::responses::Body> {
+    use http_body_util::BodyExt as _;
+    let mut r = http::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let mut r = r
+        .body(
+            http_body_util::Full::new(body)
+                .map_err(|n| -> balancer_user::router::responses::BodyError { match n {} })
+                .boxed(),
+        )
+        .unwrap();
+    r.extensions_mut()
+        .insert(balancer_user::router::server::ClientAddr(
+            "192.0.2.7:50000".parse().unwrap(),
+        ));
+    r
+}
+
 pub fn node(name: &str, scheme: &str, host: &str, addr: SocketAddr) -> UpstreamNode {
     UpstreamNode {
         name: name.into(),

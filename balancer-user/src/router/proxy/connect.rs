@@ -103,11 +103,7 @@ impl Connector {
                 .handshake(TokioIo::new(tls))
                 .await
                 .map_err(ConnectError::Handshake)?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    debug!(error = %e, "upstream HTTP/2 connection ended");
-                }
-            });
+            drive(connection, "HTTP/2");
             return Ok(Sender::Http2(sender));
         }
         http1_handshake(tls).await
@@ -122,12 +118,20 @@ where
         .handshake(TokioIo::new(io))
         .await
         .map_err(ConnectError::Handshake)?;
+    drive(connection, "HTTP/1.1");
+    Ok(Sender::Http1(sender))
+}
+
+/// Runs a connection's I/O in a task of its own until it closes.
+fn drive<C>(connection: C, protocol: &'static str)
+where
+    C: std::future::Future<Output = hyper::Result<()>> + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            debug!(error = %e, "upstream HTTP/1.1 connection ended");
+            debug!(error = %e, protocol, "upstream connection ended");
         }
     });
-    Ok(Sender::Http1(sender))
 }
 
 /// A TCP connection to the first of the origin's addresses that answers.
