@@ -24,8 +24,34 @@ pub fn body_file(dir: &Path, bytes: u64) -> anyhow::Result<std::path::PathBuf> {
     Ok(path)
 }
 
+/// `runs` uploads of `body` through `server`: the median speed and CPU per GiB, the highest
+/// peak of memory.
+pub fn uploads(
+    server: &Server,
+    generator: &Launcher,
+    body: &Path,
+    ca: &Path,
+    runs: usize,
+) -> anyhow::Result<Streamed> {
+    let all = (0..runs.max(1))
+        .map(|_| upload(server, generator, body, ca))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let mut speeds: Vec<f64> = all.iter().map(|s| s.mib_per_s).collect();
+    let mut cpu: Vec<f64> = all.iter().map(|s| s.cpu_s_per_gib).collect();
+    let peak_rss_kib = all.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
+    Ok(Streamed {
+        peak_rss_kib,
+        mib_per_s: median(&mut speeds),
+        cpu_s_per_gib: median(&mut cpu),
+    })
+}
+
 /// Uploads `body` through `server` with `RPC_IN_DATA` and its length, certificate checked.
-pub fn upload(
+fn upload(
     server: &Server,
     generator: &Launcher,
     body: &Path,
