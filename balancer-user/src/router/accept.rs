@@ -1,13 +1,15 @@
 //! Accepting connections under a cap, for the HTTPS and plain-HTTP fronts: while at the cap
 //! the listener is not polled, so new connections wait in the kernel's backlog; a failed
 //! accept (out of descriptors, say) is logged and retried after a pause rather than in a loop.
+//! Accepted sockets send without Nagle's delay: an answer written in two parts (its head, then
+//! a body that arrives later from the upstream) must not wait for the client's delayed ACK.
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
 };
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// How long to wait after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -44,7 +46,12 @@ impl CappedListener {
             };
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
-                    Ok((tcp, peer)) => return Some(Accepted { tcp, peer, permit }),
+                    Ok((tcp, peer)) => {
+                        if let Err(e) = tcp.set_nodelay(true) {
+                            debug!(%peer, error = %e, "TCP_NODELAY not set");
+                        }
+                        return Some(Accepted { tcp, peer, permit });
+                    }
                     Err(e) => {
                         warn!(error = %e, "accept failed");
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -53,5 +60,24 @@ impl CappedListener {
                 () = shutdown.as_mut() => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_send_without_nagle_delay() {
+        let listener = CappedListener::new(TcpListener::bind("127.0.0.1:0").await.unwrap(), 4);
+        let addr = listener.listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let never = std::future::pending::<()>();
+        tokio::pin!(never);
+        let accepted = listener.next(&mut never).await.unwrap();
+        assert!(
+            accepted.tcp.nodelay().unwrap(),
+            "TCP_NODELAY on accepted sockets"
+        );
     }
 }
