@@ -2,7 +2,9 @@
 //! parses and dispatches.
 //!
 //! - `build`: install what the eBPF build needs on a fresh machine, then build everything.
-//! - `test`: the whole test suite, privileged tests included (CI runs this as root).
+//! - `test`: formatting and clippy, then the whole test suite, privileged tests included (CI
+//!   runs this as root).
+//! - `lint`: the lint gate of `test` alone.
 //! - `demo`: the Contoso lab (every node running `balancer run`), checked case by case.
 //! - `lab up|down|status`: the same lab, kept running to explore.
 //! - `bench`: side-by-side measurements (`--quick` for CI).
@@ -10,6 +12,7 @@
 mod bench;
 mod build;
 mod demo;
+mod lint;
 mod setup;
 mod test;
 
@@ -30,8 +33,11 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
-    /// Run every test: unit, BPF_PROG_TEST_RUN fixtures, network-namespace tests (needs root).
+    /// Run every test: the lint gate, then unit, BPF_PROG_TEST_RUN fixtures and
+    /// network-namespace tests (needs root).
     Test,
+    /// The lint gate alone: rustfmt, clippy with warnings as errors, clippy on the eBPF crate.
+    Lint,
     /// Build, bring the Contoso lab up in network namespaces, send a request per case of
     /// MISSION.md, fail nodes, check every row, take it down.
     Demo,
@@ -52,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Build { release } => build::run(release),
         Command::Test => test::run(),
+        Command::Lint => lint::run(&setup::toolchain()?),
         Command::Demo => demo::run(),
         Command::Lab { action } => demo::lab(&action),
         Command::Bench { quick } => bench::run(quick),

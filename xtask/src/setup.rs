@@ -61,23 +61,8 @@ fn field<'a>(version: &'a str, key: &str) -> anyhow::Result<&'a str> {
 /// first on PATH for builds.
 pub fn toolchain() -> anyhow::Result<PathBuf> {
     let version = nightly_version()?;
-    let installed = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        "nightly",
-        "--installed",
-    ]))?;
-    if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        say("installing rust-src for the nightly toolchain (the eBPF build compiles core)");
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
-    }
+    // The eBPF build compiles core from source.
+    rustup_components("nightly", &["rust-src"])?;
     let tools = cache_dir()?.join("tools");
     let bin = tools.join("bin");
     let stamp_path = tools.join("bpf-linker.stamp");
@@ -207,6 +192,32 @@ pub const TEST_PACKAGES: &[&str] = &[
 
 /// The peers and load generators of `cargo xtask bench`.
 pub const BENCH_PACKAGES: &[&str] = &["wrk", "nghttp2-client", "nginx", "haproxy", "nftables"];
+
+/// Installs the `components` of `toolchain` that are missing.
+pub fn rustup_components(toolchain: &str, components: &[&str]) -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        toolchain,
+        "--installed",
+    ]))?;
+    for component in components {
+        if !installed.lines().any(|l| l.starts_with(component)) {
+            say(&format!(
+                "installing {component} for the {toolchain} toolchain"
+            ));
+            run(Command::new("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                toolchain,
+            ]))?;
+        }
+    }
+    Ok(())
+}
 
 /// `cargo` with the tool directory first on PATH (bpf-linker for balancer-user's build script).
 pub fn cargo(tools: &Path) -> anyhow::Result<Command> {
