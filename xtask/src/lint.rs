@@ -39,6 +39,7 @@ pub fn run(tools: &Path) -> anyhow::Result<()> {
                 "build-std=core",
             ])
             // A directory of its own: checking must not disturb the object the build embeds.
-            .args(["--target-dir", "target/lint-ebpf", "--", "-D", "warnings"]),
+            .args(["--target-dir", "target/lint-ebpf", "--", "-D", "warnings"])
+            .env("PATH", setup::path_with(tools)?),
     )
 }

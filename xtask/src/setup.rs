@@ -221,10 +221,15 @@ pub fn rustup_components(toolchain: &str, components: &[&str]) -> anyhow::Result
 
 /// `cargo` with the tool directory first on PATH (bpf-linker for balancer-user's build script).
 pub fn cargo(tools: &Path) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.env("PATH", path_with(tools)?);
+    Ok(cmd)
+}
+
+/// PATH with the tool directory first (the eBPF crates' build scripts look for bpf-linker).
+pub fn path_with(tools: &Path) -> anyhow::Result<std::ffi::OsString> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![tools.to_path_buf()];
     paths.extend(std::env::split_paths(&path));
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.env("PATH", std::env::join_paths(paths)?);
-    Ok(cmd)
+    Ok(std::env::join_paths(paths)?)
 }
