@@ -79,6 +79,7 @@ async fn lab_with(health: HealthChecks) -> Lab {
         legacy,
         trust: ca.roots(),
         max_in_flight_per_node: 100,
+        max_idle_per_node: 16,
         connect_timeout: Duration::from_secs(2),
         ejection: Duration::from_secs(30),
         back_end_header: true,

@@ -87,6 +87,7 @@ async fn r19_a_1_gib_rpc_in_data_body_streams_through() {
         legacy: AHashMap::new(),
         trust: ca.roots(),
         max_in_flight_per_node: 10,
+        max_idle_per_node: 16,
         connect_timeout: Duration::from_secs(2),
         ejection: Duration::from_secs(30),
         back_end_header: true,

@@ -82,6 +82,9 @@ pub struct Upstreams {
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     pub max_in_flight_per_node: usize,
+    /// Idle connections kept open to each node (per origin) for the requests that follow;
+    /// beyond it, the least recently used is closed.
+    pub max_idle_per_node: usize,
     /// How long a node that refused a connection is left out (passive ejection).
     #[serde(with = "humantime_serde")]
     pub ejection: Duration,
@@ -93,6 +96,7 @@ impl Default for Upstreams {
             trust: Vec::new(),
             connect_timeout: Duration::from_secs(3),
             max_in_flight_per_node: 1024,
+            max_idle_per_node: 128,
             ejection: Duration::from_secs(10),
         }
     }
@@ -329,6 +333,7 @@ impl Config {
             legacy,
             trust,
             max_in_flight_per_node: router.upstreams.max_in_flight_per_node,
+            max_idle_per_node: router.upstreams.max_idle_per_node,
             connect_timeout: router.upstreams.connect_timeout,
             ejection: router.upstreams.ejection,
             back_end_header: router.back_end_header,

@@ -87,6 +87,8 @@ pub struct ProxyConfig {
     /// Roots trusted for upstream TLS (R15).
     pub trust: rustls::RootCertStore,
     pub max_in_flight_per_node: usize,
+    /// Idle connections kept per node and origin (the least recently used beyond it close).
+    pub max_idle_per_node: usize,
     pub connect_timeout: Duration,
     /// How long a node that refused a connection is left out.
     pub ejection: Duration,
@@ -200,7 +202,7 @@ impl Proxy {
                 .and_then(|h| hosts.get(&h.to_ascii_lowercase()))
                 .cloned()
                 .unwrap_or_default();
-            Arc::new(OriginPool::new(base, addrs))
+            Arc::new(OriginPool::new(base, addrs, config.max_idle_per_node))
         };
         let node = |spec: &UpstreamNode| {
             Arc::new(Node {

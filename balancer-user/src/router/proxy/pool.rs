@@ -53,6 +53,8 @@ pub struct OriginPool {
     /// Scheme and authority of HTTP/2 requests.
     authority: Authority,
     idle: Mutex<VecDeque<Idle>>,
+    /// The most idle HTTP/1.1 connections kept.
+    max_idle: usize,
     shared: Mutex<Option<http2::SendRequest<Body>>>,
 }
 
@@ -62,8 +64,9 @@ struct Idle {
 }
 
 impl OriginPool {
-    /// The pool of `base`'s origin (scheme and authority), reached at `addrs`.
-    pub fn new(base: &Uri, addrs: Vec<std::net::SocketAddr>) -> Self {
+    /// The pool of `base`'s origin (scheme and authority), reached at `addrs`, keeping up to
+    /// `max_idle` idle connections.
+    pub fn new(base: &Uri, addrs: Vec<std::net::SocketAddr>, max_idle: usize) -> Self {
         let scheme = base.scheme().cloned().unwrap_or(http::uri::Scheme::HTTPS);
         let authority = base
             .authority()
@@ -98,6 +101,7 @@ impl OriginPool {
             },
             authority,
             idle: Mutex::new(VecDeque::new()),
+            max_idle,
             shared: Mutex::new(None),
         }
     }
@@ -213,7 +217,15 @@ impl OriginPool {
             });
             return;
         }
-        self.idle.lock().expect("pool lock").push_back(Idle {
+        if self.max_idle == 0 {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("pool lock");
+        // Beyond the cap, the least recently used closes (dropping its sender ends it).
+        while idle.len() >= self.max_idle {
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
             sender,
             since: Instant::now(),
         });
