@@ -15,6 +15,7 @@ mod counters;
 mod events;
 mod maps;
 mod next_hop;
+mod object;
 mod packet;
 mod parse;
 mod steer;
@@ -31,14 +32,3 @@ pub fn balancer_xdp(ctx: XdpContext) -> u32 {
 pub fn balancer_xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-/// bpf_fib_lookup and the socket lookups are GPL-only helpers.
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

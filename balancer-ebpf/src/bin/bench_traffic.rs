@@ -12,6 +12,9 @@
 #![no_std]
 #![no_main]
 
+#[path = "../object.rs"]
+mod object;
+
 use aya_ebpf::{
     bindings::xdp_action,
     btf_maps::Array,
@@ -117,13 +120,3 @@ fn data_end(ctx: &XdpContext) -> usize {
     // SAFETY: `ctx.ctx` is the kernel's `xdp_md` for this run.
     unsafe { core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize }
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

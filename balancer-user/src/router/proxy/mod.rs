@@ -66,11 +66,17 @@ pub struct UpstreamNode {
 impl UpstreamNode {
     /// The origin a request to `path` goes to: its virtual directory's, or the node's.
     pub fn base_for(&self, path: &str) -> &Uri {
+        self.vdir_for(path)
+            .map_or(&self.base, |i| &self.vdir_bases[i].1)
+    }
+
+    /// Which of `vdir_bases` a request to `path` goes to, if any.
+    fn vdir_for(&self, path: &str) -> Option<usize> {
+        if self.vdir_bases.is_empty() {
+            return None;
+        }
         let protocol = Protocol::of_path(path);
-        self.vdir_bases
-            .iter()
-            .find(|(p, _)| *p == protocol)
-            .map_or(&self.base, |(_, base)| base)
+        self.vdir_bases.iter().position(|(p, _)| *p == protocol)
     }
 }
 
@@ -139,8 +145,8 @@ struct Node {
     spec: UpstreamNode,
     /// The connections to its InternalURL's origin.
     base: Arc<OriginPool>,
-    /// The connections to the origins of virtual directories with InternalURLs of their own.
-    vdirs: Vec<(Protocol, Arc<OriginPool>)>,
+    /// The connections to the origins of `spec.vdir_bases`, in the same order.
+    vdirs: Vec<Arc<OriginPool>>,
     /// The back-end header's value: the node's name (R20); `None` if switched off.
     back_end: Option<HeaderValue>,
     in_flight: Arc<Semaphore>,
@@ -153,18 +159,13 @@ struct Node {
 impl Node {
     /// The connections a request to `path` goes to: its virtual directory's, or the node's.
     fn origin_for(&self, path: &str) -> &Arc<OriginPool> {
-        if self.vdirs.is_empty() {
-            return &self.base;
-        }
-        let protocol = Protocol::of_path(path);
-        self.vdirs
-            .iter()
-            .find(|(p, _)| *p == protocol)
-            .map_or(&self.base, |(_, pool)| pool)
+        self.spec
+            .vdir_for(path)
+            .map_or(&self.base, |i| &self.vdirs[i])
     }
 
     fn origins(&self) -> impl Iterator<Item = &Arc<OriginPool>> {
-        std::iter::once(&self.base).chain(self.vdirs.iter().map(|(_, pool)| pool))
+        std::iter::once(&self.base).chain(&self.vdirs)
     }
 }
 
@@ -211,7 +212,7 @@ impl Proxy {
                 vdirs: spec
                     .vdir_bases
                     .iter()
-                    .map(|(protocol, base)| (*protocol, origin(base)))
+                    .map(|(_, base)| origin(base))
                     .collect(),
                 back_end: config
                     .back_end_header

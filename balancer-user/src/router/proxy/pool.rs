@@ -52,10 +52,18 @@ pub struct OriginPool {
     host_header: HeaderValue,
     /// Scheme and authority of HTTP/2 requests.
     authority: Authority,
-    idle: Mutex<VecDeque<Idle>>,
+    connections: Mutex<Connections>,
     /// The most idle HTTP/1.1 connections kept.
     max_idle: usize,
-    shared: Mutex<Option<http2::SendRequest<Body>>>,
+}
+
+/// The open connections of an origin, behind one lock (one acquisition per request).
+#[derive(Default)]
+struct Connections {
+    /// Idle HTTP/1.1 connections, the most recently used last.
+    idle: VecDeque<Idle>,
+    /// The HTTP/2 connection all requests share.
+    http2: Option<http2::SendRequest<Body>>,
 }
 
 struct Idle {
@@ -100,9 +108,8 @@ impl OriginPool {
                 addrs,
             },
             authority,
-            idle: Mutex::new(VecDeque::new()),
+            connections: Mutex::default(),
             max_idle,
-            shared: Mutex::new(None),
         }
     }
 
@@ -125,7 +132,7 @@ impl OriginPool {
         }
         let sender = connector.connect(&self.origin).await?;
         if let Sender::Http2(shared) = &sender {
-            *self.shared.lock().expect("pool lock") = Some(shared.clone());
+            self.lock().http2 = Some(shared.clone());
         }
         match self.try_send(sender, request).await {
             Ok(answer) => Ok(self.wrap(answer, permit)),
@@ -168,7 +175,7 @@ impl OriginPool {
                     }),
                     Err(mut e) => match e.take_message() {
                         Some(request) => {
-                            self.forget_shared();
+                            self.lock().http2 = None;
                             Err(Failed::NotSent(Box::new(request)))
                         }
                         None => Err(Failed::Sent(e.into_error())),
@@ -178,14 +185,17 @@ impl OriginPool {
         }
     }
 
-    /// The most recently used idle connection that is still open, or the shared HTTP/2 one.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connections> {
+        self.connections.lock().expect("pool lock")
+    }
+
+    /// The shared HTTP/2 connection, or the most recently used idle one that is still open.
     fn checkout(&self) -> Option<Sender> {
-        if let Some(shared) = self.shared.lock().expect("pool lock").as_ref() {
-            if !shared.is_closed() {
-                return Some(Sender::Http2(shared.clone()));
-            }
+        let mut connections = self.lock();
+        if let Some(shared) = connections.http2.as_ref().filter(|s| !s.is_closed()) {
+            return Some(Sender::Http2(shared.clone()));
         }
-        let mut idle = self.idle.lock().expect("pool lock");
+        let idle = &mut connections.idle;
         let now = Instant::now();
         while idle
             .front()
@@ -220,7 +230,7 @@ impl OriginPool {
         if self.max_idle == 0 {
             return;
         }
-        let mut idle = self.idle.lock().expect("pool lock");
+        let idle = &mut self.lock().idle;
         // Beyond the cap, the least recently used closes (dropping its sender ends it).
         while idle.len() >= self.max_idle {
             idle.pop_front();
@@ -231,16 +241,11 @@ impl OriginPool {
         });
     }
 
-    fn forget_shared(&self) {
-        self.shared.lock().expect("pool lock").take();
-    }
-
     /// Idle connections that closed or aged out are dropped (the health checks call this).
     pub fn sweep(&self) {
         let now = Instant::now();
-        self.idle
-            .lock()
-            .expect("pool lock")
+        self.lock()
+            .idle
             .retain(|i| !i.sender.is_closed() && now.duration_since(i.since) <= IDLE_TIMEOUT);
     }
 
@@ -281,11 +286,15 @@ pub struct PooledBody {
 }
 
 impl PooledBody {
+    fn give_back(&mut self) {
+        if let Some((pool, sender)) = self.give_back.take() {
+            pool.checkin(sender);
+        }
+    }
+
     fn give_back_at_end(&mut self) {
         if hyper::body::Body::is_end_stream(&self.body) {
-            if let Some((pool, sender)) = self.give_back.take() {
-                pool.checkin(sender);
-            }
+            self.give_back();
         }
     }
 }
@@ -301,11 +310,7 @@ impl hyper::body::Body for PooledBody {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(_))) => self.give_back_at_end(),
-            Poll::Ready(None) => {
-                if let Some((pool, sender)) = self.give_back.take() {
-                    pool.checkin(sender);
-                }
-            }
+            Poll::Ready(None) => self.give_back(),
             Poll::Ready(Some(Err(_))) => drop(self.give_back.take()),
             Poll::Pending => {}
         }
