@@ -20,6 +20,32 @@ pub struct Load {
     pub cpu_us_per_request: f64,
 }
 
+impl Load {
+    /// The median of each figure over `runs` (the mean of the middle two for an even count);
+    /// requests and errors are summed.
+    pub fn median(runs: &[Load]) -> Load {
+        let median = |figure: fn(&Load) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(figure).collect();
+            v.sort_by(f64::total_cmp);
+            match v.len() {
+                0 => 0.0,
+                n if n % 2 == 1 => v[n / 2],
+                n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+            }
+        };
+        let all_have_p999 = !runs.is_empty() && runs.iter().all(|l| l.p999_ms.is_some());
+        Load {
+            requests_per_s: median(|l| l.requests_per_s),
+            p50_ms: median(|l| l.p50_ms),
+            p99_ms: median(|l| l.p99_ms),
+            p999_ms: all_have_p999.then(|| median(|l| l.p999_ms.unwrap_or_default())),
+            errors: runs.iter().map(|l| l.errors).sum(),
+            requests: runs.iter().map(|l| l.requests).sum(),
+            cpu_us_per_request: median(|l| l.cpu_us_per_request),
+        }
+    }
+}
+
 /// How hard to push.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -223,6 +249,35 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
         let l = parse_h2load(text).unwrap();
         assert_eq!(l.requests_per_s, 9876.5);
         assert_eq!((l.requests, l.errors), (19750, 6));
+    }
+
+    #[test]
+    fn the_median_of_runs_is_taken_figure_by_figure() {
+        let run = |rps, p99, cpu, p999| Load {
+            requests_per_s: rps,
+            p50_ms: 1.0,
+            p99_ms: p99,
+            p999_ms: p999,
+            errors: 1,
+            requests: 100,
+            cpu_us_per_request: cpu,
+        };
+        let odd = Load::median(&[
+            run(10.0, 9.0, 50.0, Some(3.0)),
+            run(30.0, 1.0, 70.0, Some(1.0)),
+            run(20.0, 5.0, 60.0, Some(2.0)),
+        ]);
+        assert_eq!(
+            (odd.requests_per_s, odd.p99_ms, odd.cpu_us_per_request),
+            (20.0, 5.0, 60.0)
+        );
+        assert_eq!((odd.p999_ms, odd.requests, odd.errors), (Some(2.0), 300, 3));
+        let even = Load::median(&[run(10.0, 2.0, 50.0, None), run(20.0, 4.0, 70.0, Some(1.0))]);
+        assert_eq!(
+            (even.requests_per_s, even.p99_ms, even.p999_ms),
+            (15.0, 3.0, None)
+        );
+        assert_eq!(Load::median(&[]), Load::default());
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! run, inside a namespace the bench creates (loopback only).
 //!
 //! Each proxy gets one worker (`worker_processes 1`, `nbthread 1`, one tokio worker) pinned to
-//! core 0; the load generator and the upstream share core 1. Measured per proxy:
+//! core 0; the load generator and the upstream share core 1. The three run side by side (an
+//! idle one costs nothing) so that the load runs interleave: every kind of load runs
+//! [`Plan::rounds`] times per proxy, each round in another order, and the median of each figure
+//! is kept. A noisy moment of this shared box then weighs on one run of one proxy, not on all
+//! of its figures. Measured per proxy:
 //! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99;
 //! - `l7.h1.handshake`: wrk with `Connection: close`: a TLS handshake per request;
 //! - `l7.h2`: h2load, HTTP/2 with concurrent streams: requests/s, p50, p99, p99.9;
@@ -34,6 +38,8 @@ const NGINX: &str = "127.0.0.1:8444";
 const HAPROXY: &str = "127.0.0.1:8445";
 
 struct Plan {
+    /// Runs of each load per proxy, interleaved (the median is kept).
+    rounds: usize,
     keepalive: Shape,
     handshake: Shape,
     h2: Shape,
@@ -47,8 +53,9 @@ struct Plan {
 
 impl Plan {
     fn new(quick: bool) -> Self {
-        let secs = Duration::from_secs(if quick { 1 } else { 8 });
+        let secs = Duration::from_secs(if quick { 1 } else { 4 });
         Self {
+            rounds: if quick { 1 } else { 3 },
             keepalive: Shape {
                 connections: 50,
                 duration: secs,
@@ -72,12 +79,7 @@ impl Plan {
 
 /// What one proxy measured.
 struct Figures {
-    keepalive: Load,
-    handshake: Load,
-    h2: Load,
-    redirect: Load,
-    /// The router only.
-    proxied: Option<Load>,
+    loads: Loads,
     streamed: stream::Streamed,
     rss_idle_kib: u64,
     idle_connections: usize,
@@ -113,18 +115,18 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
         let _upstream = generator.upstream("upstream", servers::UPSTREAM)?;
         let _remote = generator.upstream("remote", servers::REMOTE)?;
         let _sink = sink::Sink::start(&ns, servers::SINK.parse()?, (cores >= 2).then_some(1))?;
+        let servers = [
+            launcher.balancer(balancer, OURS, &pin_dir)?,
+            launcher.nginx_proxy(NGINX)?,
+            launcher.haproxy(HAPROXY)?,
+        ];
+        let loads = loads(&servers, &generator, &plan, &dir)?;
         let mut figures = Vec::new();
-        for proxy in ["balancer", "nginx", "haproxy"] {
-            // One proxy at a time, stopped before the next starts.
-            let server = match proxy {
-                "balancer" => launcher.balancer(balancer, OURS, &pin_dir)?,
-                "nginx" => launcher.nginx_proxy(NGINX)?,
-                _ => launcher.haproxy(HAPROXY)?,
-            };
-            eprintln!("bench: L7 through {proxy} ...");
+        for (server, loads) in servers.iter().zip(loads) {
+            eprintln!("bench: L7 streaming and memory of {} ...", server.name);
             figures.push((
                 server.name,
-                measure(&server, &generator, &plan, &ns, &ca, &dir)?,
+                measure_alone(server, loads, &generator, &plan, &ns, &ca, &dir)?,
             ));
         }
         record(results, &figures, &plan);
@@ -150,44 +152,136 @@ fn certificates(dir: &Path) -> anyhow::Result<Ca> {
     Ok(ca)
 }
 
-fn measure(
+/// The loads one proxy carried (medians over the rounds).
+struct Loads {
+    keepalive: Load,
+    handshake: Load,
+    h2: Load,
+    redirect: Load,
+    /// The router only.
+    proxied: Option<Load>,
+}
+
+/// The kinds of load.
+#[derive(Debug, Clone, Copy)]
+enum Case {
+    KeepAlive,
+    Handshake,
+    H2,
+    Redirect,
+    Proxied,
+}
+
+/// Every load through every proxy, interleaved (see the module's documentation), in the order
+/// of `servers`.
+fn loads(
+    servers: &[Server],
+    generator: &Launcher,
+    plan: &Plan,
+    dir: &Path,
+) -> anyhow::Result<Vec<Loads>> {
+    // A short warm-up: connections to the upstream, caches.
+    let warm_up = Shape {
+        connections: 10,
+        duration: Duration::from_secs(1),
+    };
+    for server in servers {
+        let url = format!("https://{}/owa/", server.addr);
+        load::wrk(&mut generator.prefix(), &url, warm_up, &[])?;
+    }
+    let all: Vec<&Server> = servers.iter().collect();
+    let ours: Vec<&Server> = all
+        .iter()
+        .copied()
+        .filter(|s| s.name == "balancer")
+        .collect();
+    let each = |case, servers: &[&Server]| {
+        eprintln!("bench: L7 {case:?}, {} rounds ...", plan.rounds);
+        interleaved(servers, plan.rounds, |server| {
+            run_case(case, server, generator, plan, dir)
+        })
+    };
+    let mut keepalive = each(Case::KeepAlive, &all)?.into_iter();
+    let mut handshake = each(Case::Handshake, &all)?.into_iter();
+    let mut h2 = each(Case::H2, &all)?.into_iter();
+    let mut redirect = each(Case::Redirect, &all)?.into_iter();
+    let mut proxied = each(Case::Proxied, &ours)?.into_iter();
+    let next = |loads: &mut std::vec::IntoIter<Load>| loads.next().context("a load per proxy");
+    servers
+        .iter()
+        .map(|server| {
+            Ok(Loads {
+                keepalive: next(&mut keepalive)?,
+                handshake: next(&mut handshake)?,
+                h2: next(&mut h2)?,
+                redirect: next(&mut redirect)?,
+                proxied: match server.name {
+                    "balancer" => Some(next(&mut proxied)?),
+                    _ => None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// `rounds` runs of `run` through each of `servers`, round `r` starting with server `r` (so
+/// that no proxy always runs first or right after the same one); the median per server.
+fn interleaved(
+    servers: &[&Server],
+    rounds: usize,
+    mut run: impl FnMut(&Server) -> anyhow::Result<Load>,
+) -> anyhow::Result<Vec<Load>> {
+    let mut runs = vec![Vec::with_capacity(rounds); servers.len()];
+    for round in 0..rounds {
+        for k in 0..servers.len() {
+            let i = (round + k) % servers.len();
+            let load = run(servers[i])?;
+            eprintln!(
+                "bench:   {}: {:.0} req/s, {:.1} us CPU per request, p99 {:.1} ms",
+                servers[i].name, load.requests_per_s, load.cpu_us_per_request, load.p99_ms
+            );
+            runs[i].push(load);
+        }
+    }
+    Ok(runs.iter().map(|r| Load::median(r)).collect())
+}
+
+/// One run of `case` through `server`, with the CPU it cost.
+fn run_case(
+    case: Case,
     server: &Server,
+    generator: &Launcher,
+    plan: &Plan,
+    dir: &Path,
+) -> anyhow::Result<Load> {
+    let url = format!("https://{}/owa/", server.addr);
+    let anchor = |mailbox| format!("X-AnchorMailbox: {mailbox}");
+    let wrk = |shape, headers: &[&str]| load::wrk(&mut generator.prefix(), &url, shape, headers);
+    load::costed(server, || match case {
+        Case::KeepAlive => wrk(plan.keepalive, &[]),
+        Case::Handshake => wrk(plan.handshake, &[load::CLOSE]),
+        Case::Redirect => wrk(plan.keepalive, &[&anchor(servers::REDIRECTED_MAILBOX)]),
+        Case::Proxied => wrk(plan.keepalive, &[&anchor(servers::REMOTE_MAILBOX)]),
+        Case::H2 => load::h2load(
+            &mut generator.prefix(),
+            &url,
+            plan.h2,
+            plan.h2_streams,
+            &dir.join(format!("{}-h2load.log", server.name)),
+        ),
+    })
+}
+
+/// What is measured of one proxy alone: streaming, and memory.
+fn measure_alone(
+    server: &Server,
+    loads: Loads,
     generator: &Launcher,
     plan: &Plan,
     ns: &Netns,
     ca: &Ca,
     dir: &Path,
 ) -> anyhow::Result<Figures> {
-    let url = format!("https://{}/owa/", server.addr);
-    // A short warm-up: connections to the upstream, caches.
-    let warm_up = Shape {
-        connections: 10,
-        duration: Duration::from_secs(1),
-    };
-    load::wrk(&mut generator.prefix(), &url, warm_up, &[])?;
-    let wrk = |shape, headers: &[&str]| {
-        load::costed(server, || {
-            load::wrk(&mut generator.prefix(), &url, shape, headers)
-        })
-    };
-    let keepalive = wrk(plan.keepalive, &[])?;
-    let handshake = wrk(plan.handshake, &[load::CLOSE])?;
-    let anchor = |mailbox| format!("X-AnchorMailbox: {mailbox}");
-    let redirect = wrk(plan.keepalive, &[&anchor(servers::REDIRECTED_MAILBOX)])?;
-    let proxied = match server.name {
-        "balancer" => Some(wrk(plan.keepalive, &[&anchor(servers::REMOTE_MAILBOX)])?),
-        _ => None,
-    };
-    let log = dir.join(format!("{}-h2load.log", server.name));
-    let h2 = load::costed(server, || {
-        load::h2load(
-            &mut generator.prefix(),
-            &url,
-            plan.h2,
-            plan.h2_streams,
-            &log,
-        )
-    })?;
     let body = stream::body_file(dir, plan.stream_bytes)?;
     let streamed = stream::uploads(
         server,
@@ -208,11 +302,7 @@ fn measure(
         .run_in(move || idle::with_idle_connections(addr, count, roots, || server.rss_kib()))?
         .with_context(|| format!("opening {count} idle TLS connections to {}", server.name))?;
     Ok(Figures {
-        keepalive,
-        handshake,
-        h2,
-        redirect,
-        proxied,
+        loads,
         streamed,
         rss_idle_kib,
         idle_connections: count,
@@ -224,42 +314,49 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
     let Some((_, ours)) = figures.iter().find(|(n, _)| *n == "balancer") else {
         return;
     };
-    if let Some(proxied) = &ours.proxied {
+    let ours_loads = &ours.loads;
+    if let Some(proxied) = &ours_loads.proxied {
         compare_loads(
             results,
+            plan,
             "l7.h1.proxied",
             "wrk -t1 -c50, OWA of a mailbox in a site without ExternalURL, proxied over HTTPS \
              to its node (R8), next to the router's local path",
             proxied,
             "balancer-local",
-            &ours.keepalive,
+            &ours_loads.keepalive,
         );
     }
     for (peer, theirs) in figures.iter().filter(|(n, _)| *n != "balancer") {
         let rows = [
             (
                 "l7.h1.keepalive",
-                &ours.keepalive,
-                &theirs.keepalive,
+                &ours_loads.keepalive,
+                &theirs.loads.keepalive,
                 "wrk -t1 -c50, HTTP/1.1 keep-alive",
             ),
             (
                 "l7.h1.handshake",
-                &ours.handshake,
-                &theirs.handshake,
+                &ours_loads.handshake,
+                &theirs.loads.handshake,
                 "wrk -t1 -c20, Connection: close (a TLS handshake per request)",
             ),
-            ("l7.h2", &ours.h2, &theirs.h2, "h2load -t1 -c10 -m10"),
+            (
+                "l7.h2",
+                &ours_loads.h2,
+                &theirs.loads.h2,
+                "h2load -t1 -c10 -m10",
+            ),
             (
                 "l7.h1.redirect",
-                &ours.redirect,
-                &theirs.redirect,
+                &ours_loads.redirect,
+                &theirs.loads.redirect,
                 "wrk -t1 -c50, OWA of a mailbox in a site with ExternalURL: 302 (R8) after a \
                  directory lookup; the peer answers from a static rule for that mailbox",
             ),
         ];
         for (key, a, b, how) in rows {
-            compare_loads(results, key, how, a, peer, b);
+            compare_loads(results, plan, key, how, a, peer, b);
         }
         let mut compare = |key: &str, unit: &str, a: f64, b: f64, note: &str| {
             results.compare(key, unit, a, peer, b, note);
@@ -313,6 +410,7 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
 /// The comparisons of two load runs: requests/s, CPU per request and latency percentiles.
 fn compare_loads(
     results: &mut Results,
+    plan: &Plan,
     key: &str,
     how: &str,
     ours: &Load,
@@ -328,8 +426,11 @@ fn compare_loads(
         ours.requests_per_s,
         theirs.requests_per_s,
         &format!(
-            "{how}; higher is better; errors {} vs {}",
-            ours.errors, theirs.errors
+            "{how}; the median of {} interleaved runs of {} s; higher is better; errors {} vs {}",
+            plan.rounds,
+            plan.keepalive.duration.as_secs(),
+            ours.errors,
+            theirs.errors
         ),
     );
     compare(

@@ -2,7 +2,7 @@
 //! to a node of another site over HTTPS, or to an Exchange 2003 back end over HTTP.
 //!
 //! - Trust is configured (a CA or pinned self-signed certificates): never "accept anything"
-//!   (R15). TLS checks the node's InternalURL host, which the [`resolver`] maps to the
+//!   (R15). TLS checks the node's InternalURL host, which [`connect`] reaches at the
 //!   node's configured address.
 //! - Within a site, OWA and EWS stick to one node per mailbox (rendezvous hashing) and move
 //!   on only when it is unavailable; ActiveSync goes round robin (R14, [`pick`]).

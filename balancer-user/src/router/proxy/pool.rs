@@ -130,7 +130,9 @@ impl OriginPool {
                 Err(Failed::Sent(e)) => return Err(e.into()),
             }
         }
-        let sender = connector.connect(&self.origin).await?;
+        // Boxed: opening a connection (TCP, TLS, hyper's handshake) is the rare path, and its
+        // state is several KiB; inline, every request's future would carry (and move) it.
+        let sender = Box::pin(connector.connect(&self.origin)).await?;
         if let Sender::Http2(shared) = &sender {
             self.lock().http2 = Some(shared.clone());
         }
