@@ -28,13 +28,17 @@ pub const NODE_STATS: &str = "NODE_STATS";
 /// use it; it is declared in the object so that it is created, sized and pinned with the
 /// others, and carries BTF for bpftool. See [`crate::directory`].
 pub const DIRECTORY: &str = "DIRECTORY";
+/// `Array<u64>` of one entry, memory-mapped (`BPF_F_MMAPABLE`): the directory's generation,
+/// bumped by every writer of [`DIRECTORY`] once its change is made, so that the router's cache
+/// of names drops what it read before (the XDP program does not use it).
+pub const DIRECTORY_GENERATION: &str = "DIRECTORY_GENERATION";
 
 /// `Array<RouterCounters>` of one entry: the L7 router's counters, written by `balancer run`
 /// (the XDP program does not use it). See [`crate::router_stats`].
 pub const ROUTER_STATS: &str = "ROUTER_STATS";
 
 /// Every map, for pinning and for the object-contents check.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     VIPS,
     NODES,
     RING,
@@ -43,6 +47,7 @@ pub const ALL: [&str; 9] = [
     VIP_STATS,
     NODE_STATS,
     DIRECTORY,
+    DIRECTORY_GENERATION,
     ROUTER_STATS,
 ];
 

@@ -2,7 +2,7 @@
 //! Sizes here are the compile-time defaults; userspace sets `RING` and `CONN_TABLE` at load.
 
 use crate::{next_hop::NextHop, parse::Parsed};
-use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
+use aya_ebpf::bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC};
 use aya_ebpf::{
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
@@ -58,6 +58,11 @@ pub static DIRECTORY: HashMap<
     { DEFAULT_DIRECTORY_ENTRIES as usize },
     { BPF_F_NO_PREALLOC as usize },
 > = HashMap::new();
+
+/// The directory's generation (written by `balancer directory` and `balancer run`, read by the
+/// router through a memory mapping; never by this program).
+#[btf_map]
+pub static DIRECTORY_GENERATION: Array<u64, 1, { BPF_F_MMAPABLE as usize }> = Array::new();
 
 /// When each event kind was last reported, per CPU (kernel-only, not pinned): see `events`.
 #[btf_map]

@@ -78,6 +78,24 @@ impl Drop for Cli {
     }
 }
 
+/// Moves `name` to `site` (a 2007 SP1 server) in the pinned directory as a hand edit would
+/// (bpftool), without bumping the generation.
+fn move_by_hand(pin_dir: &std::path::Path, name: &str, site: &str) {
+    use aya::maps::{HashMap, Map, MapData};
+    use balancer_common::directory::{text_field, MailboxEntry, MailboxName};
+    let data = MapData::from_pin(pin_dir.join("DIRECTORY")).unwrap();
+    let mut map: HashMap<_, MailboxName, MailboxEntry> =
+        HashMap::try_from(Map::from_map_data(data).unwrap()).unwrap();
+    let key = MailboxName {
+        name: text_field(name).unwrap(),
+    };
+    let mut entry = map.get(&key, 0).unwrap();
+    entry.site = text_field(site).unwrap();
+    entry.server = text_field("mbx-eu-1").unwrap();
+    entry.version = 3;
+    map.insert(key, entry, 0).unwrap();
+}
+
 fn config_text(pin_dir: &std::path::Path) -> String {
     format!(
         r#"
@@ -261,16 +279,22 @@ fn directory_import_lookup_remove_and_the_router_sees_each_change() {
     );
 
     // A router over the same pinned map: ActiveSync from usa.
-    let directory = Arc::new(PinnedDirectory::open(&cli.pin_dir).unwrap());
+    let directory = Arc::new(
+        PinnedDirectory::open(&cli.pin_dir)
+            .unwrap()
+            .with_cache(1024),
+    );
     let mut router = testing::router("usa", Arc::new(testing::Recorder));
     router.directory = directory;
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let ask = |router: &balancer_user::router::service::Router| {
-        let request = Request::get("/Microsoft-Server-ActiveSync?User=user42@contoso.com&Cmd=Sync")
+    let ask_for = |router: &balancer_user::router::service::Router, user: &str| {
+        let request = Request::get(format!("/Microsoft-Server-ActiveSync?User={user}&Cmd=Sync"))
             .body(balancer_user::router::responses::full(""))
             .unwrap();
         runtime.block_on(router.handle(request))
     };
+    let ask =
+        |router: &balancer_user::router::service::Router| ask_for(router, "user42@contoso.com");
     let local = ask(&router);
     assert_eq!(local.status(), StatusCode::OK);
     assert!(
@@ -316,6 +340,37 @@ fn directory_import_lookup_remove_and_the_router_sees_each_change() {
     assert!(
         testing::target(&unknown).contains("Local"),
         "R5: unknown mailbox served here"
+    );
+
+    // The router's cache: each write above bumped the directory's generation (bpftool reads
+    // it), which is what made the router see it. An edit by hand is seen once it is bumped.
+    let generation = cli.bpftool_dump("DIRECTORY_GENERATION")[0]["formatted"]["value"]
+        .as_u64()
+        .expect("bpftool prints the generation as a number");
+    assert!(
+        generation >= 4,
+        "two imports, an add and a remove: {generation}"
+    );
+    let user7 = "user7@contoso.com";
+    assert!(testing::target(&ask_for(&router, user7)).contains("Local"));
+    move_by_hand(&cli.pin_dir, user7, "europe");
+    assert!(
+        testing::target(&ask_for(&router, user7)).contains("Local"),
+        "the cached entry stays until the generation changes"
+    );
+    let next = (generation + 1).to_le_bytes().map(|b| b.to_string());
+    let bumped = std::process::Command::new("bpftool")
+        .args(["map", "update", "pinned"])
+        .arg(cli.pin_dir.join("DIRECTORY_GENERATION"))
+        .args(["key", "0", "0", "0", "0", "value"])
+        .args(next)
+        .status()
+        .unwrap();
+    assert!(bumped.success());
+    assert_eq!(
+        ask_for(&router, user7).status().as_u16(),
+        451,
+        "R9: the hand edit is seen once the generation is bumped"
     );
 
     // A bad file is refused whole, naming the line and field; nothing changes.

@@ -45,6 +45,10 @@ pub struct RouterConfig {
     /// Largest EWS request body read to find the mailboxes it opens (R10).
     #[serde(default = "default_ews_body_limit")]
     pub ews_body_limit: usize,
+    /// Names (found or not) whose directory entries the router keeps in memory, each valid
+    /// until the next write to the directory (0: a map lookup per request). Read at start.
+    #[serde(default = "default_directory_cache")]
+    pub directory_cache: usize,
     /// One certificate per site name; the first is the default for unknown SNI.
     pub certificates: Vec<Certificate>,
     #[serde(default)]
@@ -122,6 +126,9 @@ fn default_http() -> Option<SocketAddr> {
 }
 fn default_handover_socket() -> PathBuf {
     PathBuf::from("/run/balancer/handover.sock")
+}
+fn default_directory_cache() -> usize {
+    64 * 1024
 }
 fn default_autodiscover_body_limit() -> usize {
     4096

@@ -69,7 +69,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if let Some(import) = plan_directory(&config)? {
         apply_directory(&pin_dir, &import)?;
     }
-    let directory = Arc::new(PinnedDirectory::open(&pin_dir)?);
+    let directory =
+        Arc::new(PinnedDirectory::open(&pin_dir)?.with_cache(router_config.directory_cache));
     let wanted = config.dataplane.directory_entries as usize;
     if directory.capacity() != wanted {
         warn!(

@@ -6,13 +6,15 @@
 //!
 //! - [`records`]: the import formats (CSV, JSON lines) and their validation.
 //! - [`plan`]: what an import or a removal writes and deletes, worked out before writing.
-//! - [`pinned`]: the BPF map.
+//! - [`pinned`]: the BPF map, and the router's cache of it.
+//! - [`generation`]: the counter every write bumps, which keeps that cache right.
 //! - [`file`]: a directory file planned against the map (the CLI's import, `balancer run`'s
 //!   `[directory] file`).
 //!
 //! [`identity`]: super::identity
 
 pub mod file;
+mod generation;
 mod pinned;
 pub mod plan;
 pub mod records;

@@ -1,7 +1,14 @@
-//! The directory as the pinned BPF map `DIRECTORY`: the router looks a name up with one
-//! `BPF_MAP_LOOKUP_ELEM` per request, so a change made by `balancer directory` is seen by the
-//! next request, without a restart. Each name is replaced atomically by the kernel.
+//! The directory as the pinned BPF map `DIRECTORY`. A name is looked up with one
+//! `BPF_MAP_LOOKUP_ELEM`; the router keeps the names it looked up in a bounded cache
+//! ([`PinnedDirectory::with_cache`]), each entry valid while the directory's [`Generation`] is
+//! the one read before the lookup. Every write ([`PinnedDirectory::apply`]) bumps it, so a
+//! change made by `balancer directory` is seen by the next request, without a restart and
+//! without a syscall per request. Each name is replaced atomically by the kernel.
+//!
+//! A change made by hand (`bpftool map update` of `DIRECTORY`) is seen by the router once the
+//! generation is bumped too (any `balancer directory` write does it).
 
+use super::generation::Generation;
 use super::plan::Plan;
 use super::{Directory, DirectoryError, NameEntry};
 use crate::router::decision::Mailbox;
@@ -9,38 +16,56 @@ use crate::router::version::Version;
 use anyhow::Context as _;
 use aya::maps::{HashMap, Map, MapData, MapError};
 use balancer_common::directory::{field_text, text_field, MailboxEntry, MailboxName, FLAG_ALIAS};
-use balancer_common::maps::DIRECTORY;
+use balancer_common::maps::{DIRECTORY, DIRECTORY_GENERATION};
+use quick_cache::sync::Cache;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// A name looked up (found or not), with the generation read before its lookup.
+type Cached = (u64, Option<Arc<Mailbox>>);
+
 pub struct PinnedDirectory {
     map: HashMap<MapData, MailboxName, MailboxEntry>,
+    generation: Generation,
+    cache: Option<Cache<String, Cached>>,
     capacity: usize,
 }
 
 impl PinnedDirectory {
     /// Opens the map pinned under `pin_dir` by `balancer run` or `balancer xdp attach`.
     pub fn open(pin_dir: &Path) -> anyhow::Result<Self> {
-        let path = pin_dir.join(DIRECTORY);
-        let data = MapData::from_pin(&path).with_context(|| {
-            format!(
-                "opening the pinned directory {}: is the data plane attached (`balancer run`)?",
-                path.display()
-            )
-        })?;
-        Self::from_map(Map::from_map_data(data)?)
+        let open = |name: &str| {
+            let path = pin_dir.join(name);
+            MapData::from_pin(&path).with_context(|| {
+                format!(
+                    "opening the pinned map {}: is the data plane attached (`balancer run`)?",
+                    path.display()
+                )
+            })
+        };
+        let directory = Map::from_map_data(open(DIRECTORY)?)?;
+        Self::from_maps(directory, open(DIRECTORY_GENERATION)?)
     }
 
-    pub fn from_map(map: Map) -> anyhow::Result<Self> {
+    /// The directory in `map`, with its generation counter in `generation`. No cache.
+    pub fn from_maps(map: Map, generation: MapData) -> anyhow::Result<Self> {
         let Map::HashMap(data) = &map else {
             anyhow::bail!("{DIRECTORY} is not a hash map");
         };
         let capacity = data.info()?.max_entries() as usize;
         Ok(Self {
             map: HashMap::try_from(map)?,
+            generation: Generation::map(generation)?,
+            cache: None,
             capacity,
         })
+    }
+
+    /// Keeps up to `names` looked-up names in memory for [`Directory::resolve`] (0: none).
+    pub fn with_cache(mut self, names: usize) -> Self {
+        self.cache = (names > 0).then(|| Cache::new(names));
+        self
     }
 
     /// The map's capacity, in names.
@@ -85,8 +110,20 @@ impl PinnedDirectory {
         Ok(all)
     }
 
-    /// Writes, then deletes, what `plan` says.
+    /// Writes, then deletes, what `plan` says, then bumps the generation (also when a write
+    /// failed half-way: what was written is then seen).
     pub fn apply(&mut self, plan: &Plan) -> anyhow::Result<()> {
+        let applied = self.write(plan);
+        self.generation.bump();
+        applied
+    }
+
+    /// The directory's generation (see [`Generation`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.current()
+    }
+
+    fn write(&mut self, plan: &Plan) -> anyhow::Result<()> {
         for (name, entry) in &plan.writes {
             let value = encode(entry).with_context(|| format!("encoding {name}"))?;
             self.map
@@ -105,9 +142,24 @@ impl PinnedDirectory {
 
 impl Directory for PinnedDirectory {
     fn resolve(&self, name: &str) -> Result<Option<Arc<Mailbox>>, DirectoryError> {
-        self.get(name)
-            .map(|entry| entry.map(|e| Arc::new(e.mailbox)))
-            .map_err(|e| DirectoryError::Unavailable(format!("{e:#}")))
+        let lookup = || {
+            self.get(name)
+                .map(|entry| entry.map(|e| Arc::new(e.mailbox)))
+                .map_err(|e| DirectoryError::Unavailable(format!("{e:#}")))
+        };
+        let Some(cache) = &self.cache else {
+            return lookup();
+        };
+        // Read before the lookup: a change made meanwhile bumps it past this value.
+        let generation = self.generation.current();
+        if let Some((seen, mailbox)) = cache.get(name) {
+            if seen == generation {
+                return Ok(mailbox);
+            }
+        }
+        let mailbox = lookup()?;
+        cache.insert(name.to_string(), (generation, mailbox.clone()));
+        Ok(mailbox)
     }
 }
 
