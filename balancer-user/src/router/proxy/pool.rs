@@ -3,6 +3,10 @@
 //! HTTP/1.1 connections carry one request at a time: a connection goes back to the pool when
 //! the answer's body has been read to its end ([`PooledBody`]), and the most recently used
 //! idle one is taken first (its buffers are warm; the others age out after [`IDLE_TIMEOUT`]).
+//! A connection given back may not have taken up the end of its answer yet (its task runs
+//! next): the request that takes it waits for that, so that a request that follows another
+//! always finds its connection. One whose request body is still being sent (the upstream
+//! answered early) comes back only once it is sent.
 //! An HTTP/2 connection is shared by every request. A request a pooled connection could not
 //! take (the upstream closed it meanwhile) goes to the next one, or to a new connection.
 //!
@@ -146,13 +150,20 @@ impl OriginPool {
     async fn try_send(&self, sender: Sender, mut request: Request<Body>) -> Result<Answer, Failed> {
         match sender {
             Sender::Http1(mut sender) => {
+                if sender.ready().await.is_err() {
+                    return Err(Failed::NotSent(Box::new(request)));
+                }
                 request
                     .headers_mut()
                     .insert(header::HOST, self.host_header.clone());
+                let request_sent = hyper::body::Body::is_end_stream(request.body());
                 match sender.try_send_request(request).await {
                     Ok(answer) => Ok(Answer {
                         response: answer,
-                        http1: Some(sender),
+                        http1: Some(Returning {
+                            sender,
+                            request_sent,
+                        }),
                     }),
                     Err(mut e) => match e.take_message() {
                         Some(request) => Err(Failed::NotSent(Box::new(request))),
@@ -191,7 +202,8 @@ impl OriginPool {
         self.connections.lock().expect("pool lock")
     }
 
-    /// The shared HTTP/2 connection, or the most recently used idle one that is still open.
+    /// The shared HTTP/2 connection, or the most recently used idle one that is still open
+    /// (it may still be taking up the end of its last answer: see [`Self::try_send`]).
     fn checkout(&self) -> Option<Sender> {
         let mut connections = self.lock();
         if let Some(shared) = connections.http2.as_ref().filter(|s| !s.is_closed()) {
@@ -205,26 +217,33 @@ impl OriginPool {
         {
             idle.pop_front();
         }
-        // Connections come back ready; one the upstream closed meanwhile is left behind.
+        // One the upstream closed meanwhile is left behind.
         while let Some(i) = idle.pop_back() {
-            if i.sender.is_ready() {
+            if !i.sender.is_closed() {
                 return Some(Sender::Http1(i.sender));
             }
         }
         None
     }
 
-    fn checkin(self: Arc<Self>, mut sender: http1::SendRequest<Body>) {
+    fn checkin(self: Arc<Self>, returning: Returning) {
+        let Returning {
+            mut sender,
+            request_sent,
+        } = returning;
         if sender.is_closed() {
             return;
         }
-        if !sender.is_ready() {
-            // The connection has not taken up the end of the answer yet, or the request's
-            // body is still being sent (the upstream answered early): it comes back when
-            // ready, or never if it closes.
+        if !request_sent && !sender.is_ready() {
+            // The upstream answered before the request's body was all sent: the connection
+            // comes back once it is, or never if it closes.
             tokio::spawn(async move {
                 if sender.ready().await.is_ok() {
-                    self.checkin(sender);
+                    let request_sent = true;
+                    self.checkin(Returning {
+                        sender,
+                        request_sent,
+                    });
                 }
             });
             return;
@@ -269,7 +288,15 @@ impl OriginPool {
 
 struct Answer {
     response: Response<Incoming>,
-    http1: Option<http1::SendRequest<Body>>,
+    http1: Option<Returning>,
+}
+
+/// An HTTP/1.1 connection whose answer is being read, to give back at its end.
+struct Returning {
+    sender: http1::SendRequest<Body>,
+    /// The request had no body left to send: once the answer is read, only the connection's
+    /// task taking up its end stands between it and the next request.
+    request_sent: bool,
 }
 
 enum Failed {
@@ -283,14 +310,14 @@ enum Failed {
 /// end closes the connection (what is left of the answer would be read as the next one).
 pub struct PooledBody {
     body: Incoming,
-    give_back: Option<(Arc<OriginPool>, http1::SendRequest<Body>)>,
+    give_back: Option<(Arc<OriginPool>, Returning)>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl PooledBody {
     fn give_back(&mut self) {
-        if let Some((pool, sender)) = self.give_back.take() {
-            pool.checkin(sender);
+        if let Some((pool, returning)) = self.give_back.take() {
+            pool.checkin(returning);
         }
     }
 
