@@ -11,17 +11,18 @@ use sha2::Sha256;
 /// Name of the cookie.
 pub const NAME: &str = "balancer_mailbox";
 
-/// The signing key (the same on every node of the organisation).
+/// The signing key (the same on every node of the organisation), kept as HMAC's keyed state:
+/// each signature or check starts from a copy of it instead of hashing the key again.
 #[derive(Clone)]
-pub struct Key(Vec<u8>);
+pub struct Key(Hmac<Sha256>);
 
 impl Key {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Self(bytes.into())
+    pub fn new(bytes: impl AsRef<[u8]>) -> Self {
+        Self(Hmac::new_from_slice(bytes.as_ref()).expect("HMAC takes keys of any length"))
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
+        self.0.clone()
     }
 }
 
