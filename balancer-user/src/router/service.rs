@@ -40,6 +40,19 @@ pub trait Forward: Send + Sync + 'static {
     fn forward(&self, target: Target, request: Request<Body>) -> ResponseFuture;
 }
 
+/// What [`Router::decide`] made of a request.
+struct Decided {
+    routed: Routed,
+    /// The affinity cookie to set (R5), when the mailbox is known by another source.
+    set_cookie: Option<String>,
+}
+
+/// The router's own answer, or the forward to an upstream, not yet awaited.
+enum Routed {
+    Answer(Response<Body>),
+    Forward(ResponseFuture),
+}
+
 /// How the pipeline behaves.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -77,23 +90,88 @@ impl Router {
         response
     }
 
+    /// Only the forward to an upstream and the rare reads of a request body are awaited here:
+    /// every step between is synchronous, so that this future, which every request carries
+    /// (and moves: hyper runs each HTTP/2 stream as a task of its own), stays small.
     async fn route(&self, request: Request<Body>) -> Response<Body> {
+        let decided = match self.decide_from_head(request) {
+            Ok(decided) => decided,
+            Err(request) => Box::pin(self.decide_after_bodies(request)).await,
+        };
+        let Decided { routed, set_cookie } = match decided {
+            Ok(decided) => decided,
+            Err(answer) => return answer,
+        };
+        let mut response = match routed {
+            Routed::Answer(response) => response,
+            Routed::Forward(forward) => forward.await,
+        };
+        if let Some(value) = set_cookie {
+            let cookie = format!(
+                "{}={value}; Path=/; Secure; HttpOnly; SameSite=Lax",
+                cookie::NAME
+            );
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        response
+    }
+
+    /// Loop check (R20), health check (R17), identity from the head (R5) and the decision, or
+    /// the request back when a body must be read first (see [`Self::decide_after_bodies`]).
+    #[allow(clippy::result_large_err)]
+    fn decide_from_head(
+        &self,
+        request: Request<Body>,
+    ) -> Result<Result<Decided, Response<Body>>, Request<Body>> {
         if self.seen_before(&request) {
-            return responses::refuse(
+            return Ok(Err(responses::refuse(
                 StatusCode::LOOP_DETECTED,
                 "this request has already passed through this router",
-            );
+            )));
         }
         let path = request.uri().path();
         if is_health_check(request.method(), path) {
-            return responses::health();
+            return Ok(Err(responses::health()));
         }
         let protocol = Protocol::of_path(path);
-        let (request, found) = match self.identify(request, protocol).await {
-            Ok(x) => x,
-            Err(refusal) => return refusal,
+        if self.wants_ews_body(&request, protocol) {
+            return Err(request);
+        }
+        let (request, found) = self.identify(request, protocol)?;
+        Ok(Ok(self.decide(
+            request,
+            protocol,
+            found,
+            Default::default(),
+        )))
+    }
+
+    /// [`Self::decide_from_head`] for a request whose body names the identity (an
+    /// Autodiscover request with none in its head) or the mailboxes it opens (EWS, R10).
+    async fn decide_after_bodies(&self, request: Request<Body>) -> Result<Decided, Response<Body>> {
+        let protocol = Protocol::of_path(request.uri().path());
+        let (request, found) = match self.identify(request, protocol) {
+            Ok(found) => found,
+            Err(request) => self.identify_from_body(request).await?,
         };
-        let (request, ews) = self.read_ews(request, protocol).await;
+        let (request, ews) = match self.wants_ews_body(&request, protocol) {
+            true => self.read_ews_body(request).await,
+            false => (request, Default::default()),
+        };
+        Ok(self.decide(request, protocol, found, ews))
+    }
+
+    /// The directory lookup (R6) and the decision (R7-R14): the router's own answer, or the
+    /// forward to start.
+    fn decide(
+        &self,
+        request: Request<Body>,
+        protocol: Protocol,
+        found: identity::Found,
+        ews: identity::ews::EwsRequest,
+    ) -> Decided {
         let mailbox = match &found.identity {
             Some(id) => match self.directory.resolve(&id.name) {
                 Ok(m) => m,
@@ -122,24 +200,28 @@ impl Router {
             }
             _ => None,
         };
-        let mut response = match decision {
+        let forward = |target, request| Routed::Forward(self.forward.forward(target, request));
+        let answer = match decision {
             Decision::Local { .. } => {
-                self.forward
-                    .forward(Target::Local, rewrite(request, found.upstream_path))
-                    .await
+                return Decided {
+                    routed: forward(Target::Local, rewrite(request, found.upstream_path)),
+                    set_cookie,
+                }
             }
             Decision::ProxySite { site, pick } => {
-                self.forward
-                    .forward(
+                return Decided {
+                    routed: forward(
                         Target::Site { site, pick },
                         rewrite(request, found.upstream_path),
-                    )
-                    .await
+                    ),
+                    set_cookie,
+                }
             }
             Decision::ProxyLegacy { server } => {
-                self.forward
-                    .forward(Target::Legacy { server }, request)
-                    .await
+                return Decided {
+                    routed: forward(Target::Legacy { server }, request),
+                    set_cookie,
+                }
             }
             Decision::Redirect {
                 kind: RedirectKind::LinkPage,
@@ -159,16 +241,10 @@ impl Router {
                 &reason,
             ),
         };
-        if let Some(value) = set_cookie {
-            let cookie = format!(
-                "{}={value}; Path=/; Secure; HttpOnly; SameSite=Lax",
-                cookie::NAME
-            );
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, v);
-            }
+        Decided {
+            routed: Routed::Answer(answer),
+            set_cookie,
         }
-        response
     }
 
     fn seen_before(&self, request: &Request<Body>) -> bool {
@@ -181,25 +257,24 @@ impl Router {
             .any(|hop| hop.trim() == self.settings.node_name)
     }
 
-    /// Reads a small EWS request body (R10: the mailboxes it opens); anything else, or a body
-    /// too large or of unknown length, goes on unread.
-    async fn read_ews(
+    /// Whether the request is EWS with a small body to read (R10: the mailboxes it opens);
+    /// anything else, or a body too large or of unknown length, goes on unread.
+    fn wants_ews_body(&self, request: &Request<Body>, protocol: Protocol) -> bool {
+        protocol == Protocol::Ews
+            && request.method() == Method::POST
+            && request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|n| n > 0 && n <= self.settings.ews_body_limit)
+    }
+
+    /// Reads the EWS body [`Self::wants_ews_body`] asked for.
+    async fn read_ews_body(
         &self,
         request: Request<Body>,
-        protocol: Protocol,
     ) -> (Request<Body>, identity::ews::EwsRequest) {
-        if protocol != Protocol::Ews || request.method() != Method::POST {
-            return (request, Default::default());
-        }
-        let small = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .is_some_and(|n| n > 0 && n <= self.settings.ews_body_limit);
-        if !small {
-            return (request, Default::default());
-        }
         let (parts, body) = request.into_parts();
         let limit = self.settings.ews_body_limit;
         match Limited::new(body, limit).collect().await {
@@ -226,12 +301,14 @@ impl Router {
             .collect()
     }
 
-    /// Finds the identity; reads an Autodiscover body (bounded) when the head names no one.
-    async fn identify(
+    /// Finds the identity in the head; gives the request back when it is an Autodiscover
+    /// request whose head names no one (its body is read next, [`Self::identify_from_body`]).
+    #[allow(clippy::result_large_err)]
+    fn identify(
         &self,
         request: Request<Body>,
         protocol: Protocol,
-    ) -> Result<(Request<Body>, identity::Found), Response<Body>> {
+    ) -> Result<(Request<Body>, identity::Found), Request<Body>> {
         let found = {
             let head = Head {
                 path: request.uri().path(),
@@ -243,9 +320,17 @@ impl Router {
         let wants_body = found.identity.is_none()
             && protocol == Protocol::Autodiscover
             && request.method() == Method::POST;
-        if !wants_body {
-            return Ok((request, found));
+        match wants_body {
+            false => Ok((request, found)),
+            true => Err(request),
         }
+    }
+
+    /// The identity in an Autodiscover body (R5), read up to its limit.
+    async fn identify_from_body(
+        &self,
+        request: Request<Body>,
+    ) -> Result<(Request<Body>, identity::Found), Response<Body>> {
         let (parts, body) = request.into_parts();
         let limit = self.settings.autodiscover_body_limit;
         let bytes = match Limited::new(body, limit).collect().await {

@@ -52,6 +52,15 @@ struct Plan {
 }
 
 impl Plan {
+    /// How each load figure was made, for the report.
+    fn runs(&self) -> String {
+        let secs = self.keepalive.duration.as_secs();
+        match self.rounds {
+            1 => format!("one run of {secs} s"),
+            n => format!("the median of {n} interleaved runs of {secs} s"),
+        }
+    }
+
     fn new(quick: bool) -> Self {
         let secs = Duration::from_secs(if quick { 1 } else { 4 });
         Self {
@@ -426,9 +435,8 @@ fn compare_loads(
         ours.requests_per_s,
         theirs.requests_per_s,
         &format!(
-            "{how}; the median of {} interleaved runs of {} s; higher is better; errors {} vs {}",
-            plan.rounds,
-            plan.keepalive.duration.as_secs(),
+            "{how}; {}; higher is better; errors {} vs {}",
+            plan.runs(),
             ours.errors,
             theirs.errors
         ),
