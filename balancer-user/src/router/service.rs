@@ -201,50 +201,37 @@ impl Router {
             _ => None,
         };
         let forward = |target, request| Routed::Forward(self.forward.forward(target, request));
-        let answer = match decision {
-            Decision::Local { .. } => {
-                return Decided {
-                    routed: forward(Target::Local, rewrite(request, found.upstream_path)),
-                    set_cookie,
-                }
-            }
-            Decision::ProxySite { site, pick } => {
-                return Decided {
-                    routed: forward(
-                        Target::Site { site, pick },
-                        rewrite(request, found.upstream_path),
-                    ),
-                    set_cookie,
-                }
-            }
-            Decision::ProxyLegacy { server } => {
-                return Decided {
-                    routed: forward(Target::Legacy { server }, request),
-                    set_cookie,
-                }
-            }
+        let routed = match decision {
+            Decision::Local { .. } => forward(Target::Local, rewrite(request, found.upstream_path)),
+            Decision::ProxySite { site, pick } => forward(
+                Target::Site { site, pick },
+                rewrite(request, found.upstream_path),
+            ),
+            Decision::ProxyLegacy { server } => forward(Target::Legacy { server }, request),
             Decision::Redirect {
                 kind: RedirectKind::LinkPage,
                 location,
-            } => responses::link_page(&location),
+            } => Routed::Answer(responses::link_page(&location)),
             Decision::Redirect {
                 kind: RedirectKind::Found,
                 location,
-            } => responses::redirect(StatusCode::FOUND, &location),
+            } => Routed::Answer(responses::redirect(StatusCode::FOUND, &location)),
             Decision::Redirect {
                 kind: RedirectKind::Temporary,
                 location,
-            } => responses::redirect(StatusCode::TEMPORARY_REDIRECT, &location),
-            Decision::ActiveSync451 { location } => responses::activesync_451(&location),
-            Decision::Refuse { status, reason } => responses::refuse(
+            } => Routed::Answer(responses::redirect(
+                StatusCode::TEMPORARY_REDIRECT,
+                &location,
+            )),
+            Decision::ActiveSync451 { location } => {
+                Routed::Answer(responses::activesync_451(&location))
+            }
+            Decision::Refuse { status, reason } => Routed::Answer(responses::refuse(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
                 &reason,
-            ),
+            )),
         };
-        Decided {
-            routed: Routed::Answer(answer),
-            set_cookie,
-        }
+        Decided { routed, set_cookie }
     }
 
     fn seen_before(&self, request: &Request<Body>) -> bool {

@@ -118,11 +118,6 @@ impl PinnedDirectory {
         applied
     }
 
-    /// The directory's generation (see [`Generation`]).
-    pub fn generation(&self) -> u64 {
-        self.generation.current()
-    }
-
     fn write(&mut self, plan: &Plan) -> anyhow::Result<()> {
         for (name, entry) in &plan.writes {
             let value = encode(entry).with_context(|| format!("encoding {name}"))?;

@@ -156,14 +156,11 @@ impl OriginPool {
                 request
                     .headers_mut()
                     .insert(header::HOST, self.host_header.clone());
-                let request_sent = hyper::body::Body::is_end_stream(request.body());
+                let ready_soon = hyper::body::Body::is_end_stream(request.body());
                 match sender.try_send_request(request).await {
                     Ok(answer) => Ok(Answer {
                         response: answer,
-                        http1: Some(Returning {
-                            sender,
-                            request_sent,
-                        }),
+                        http1: Some(Returning { sender, ready_soon }),
                     }),
                     Err(mut e) => match e.take_message() {
                         Some(request) => Err(Failed::NotSent(Box::new(request))),
@@ -229,21 +226,18 @@ impl OriginPool {
     fn checkin(self: Arc<Self>, returning: Returning) {
         let Returning {
             mut sender,
-            request_sent,
+            ready_soon,
         } = returning;
         if sender.is_closed() {
             return;
         }
-        if !request_sent && !sender.is_ready() {
+        if !ready_soon && !sender.is_ready() {
             // The upstream answered before the request's body was all sent: the connection
             // comes back once it is, or never if it closes.
             tokio::spawn(async move {
                 if sender.ready().await.is_ok() {
-                    let request_sent = true;
-                    self.checkin(Returning {
-                        sender,
-                        request_sent,
-                    });
+                    let ready_soon = true; // ready now
+                    self.checkin(Returning { sender, ready_soon });
                 }
             });
             return;
@@ -294,9 +288,9 @@ struct Answer {
 /// An HTTP/1.1 connection whose answer is being read, to give back at its end.
 struct Returning {
     sender: http1::SendRequest<Body>,
-    /// The request had no body left to send: once the answer is read, only the connection's
-    /// task taking up its end stands between it and the next request.
-    request_sent: bool,
+    /// Once the answer is read, only the connection's task taking up its end stands between
+    /// it and the next request (the request had no body to send).
+    ready_soon: bool,
 }
 
 enum Failed {
