@@ -9,6 +9,7 @@
 mod directory;
 mod l4;
 mod l7;
+mod provenance;
 mod report;
 mod servers;
 mod tables;
@@ -68,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         quick: args.quick,
         machine: report::Machine::read(),
         command: args.command(),
+        tools: provenance::versions(),
         ..Default::default()
     };
     if args.runs(Section::L4) {

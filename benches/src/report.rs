@@ -1,9 +1,11 @@
 //! The results of a run: `target/bench/results.json` (every figure, with the peer's figure
 //! from the same run and the ratio) and `target/bench/report.md` (the same as a table, with
-//! the machine, the kernel and the exact commands), also printed.
+//! the machine, the kernel, the versions of the peers and load generators and the exact
+//! commands), also printed; the configuration files the commands name go under
+//! `target/bench/configs/`.
 
 use serde::Serialize;
-use std::{fmt::Write as _, path::Path};
+use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 
 /// One comparison: the project's figure and its baseline or peer, measured in the same run.
 #[derive(Debug, Serialize)]
@@ -34,6 +36,10 @@ pub struct Results {
     pub quick: bool,
     pub machine: Machine,
     pub command: String,
+    /// The first line of each peer's and load generator's version.
+    pub tools: BTreeMap<String, String>,
+    /// Every command line the run used (servers, load generators, nftables), shell-quoted.
+    pub commands: Vec<String>,
     pub comparisons: Vec<Comparison>,
     pub figures: Vec<Figure>,
 }
@@ -111,6 +117,11 @@ impl Results {
             "Machine: {} ({} cores), kernel {}. Command: `{}`.\n",
             m.cpu, m.cores, m.kernel, self.command
         );
+        let _ = writeln!(md, "Peers and load generators:\n");
+        for (tool, version) in &self.tools {
+            let _ = writeln!(md, "- {tool}: {version}");
+        }
+        md.push('\n');
         let _ = writeln!(md, "| comparison | ours | baseline / peer | theirs | ratio | note |\n|---|---:|---|---:|---:|---|");
         for c in &self.comparisons {
             let _ = writeln!(
@@ -123,10 +134,33 @@ impl Results {
         for f in &self.figures {
             let _ = writeln!(md, "| {} | {:.2} {} | {} |", f.key, f.value, f.unit, f.note);
         }
+        let _ = writeln!(
+            md,
+            "\n## Commands\n\nAs run, in order (the configuration files they name are kept \
+             under `configs/` next to this report, at the same paths):\n\n```"
+        );
+        for command in &self.commands {
+            let _ = writeln!(md, "{command}");
+        }
+        let _ = writeln!(md, "```");
         md
     }
 
-    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+    /// Writes the report, the results and the configuration files the run recorded.
+    pub fn write(&mut self, dir: &Path) -> anyhow::Result<()> {
+        let (commands, files) = crate::provenance::take();
+        self.commands = commands;
+        let configs = dir.join("configs");
+        if configs.exists() {
+            std::fs::remove_dir_all(&configs)?;
+        }
+        for (path, content) in files {
+            let kept = configs.join(path.trim_start_matches('/'));
+            if let Some(parent) = kept.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(kept, content)?;
+        }
         std::fs::create_dir_all(dir)?;
         std::fs::write(
             dir.join("results.json"),

@@ -150,6 +150,7 @@ impl Launcher<'_> {
         addr: &str,
         mut cmd: Command,
     ) -> anyhow::Result<Server> {
+        crate::provenance::command(&cmd);
         let child = balancer_tests::netns::spawn_logged(&mut cmd, self.dir, name)?;
         let mut server = Server {
             name,

@@ -10,7 +10,7 @@ pub struct Load {
     pub requests_per_s: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// HTTP/2 only (from h2load's per-request log).
+    /// From wrk's `done` hook ([`WRK_SCRIPT`]) or h2load's per-request log.
     pub p999_ms: Option<f64>,
     /// Non-2xx answers and socket errors: a run with many is not a fair figure.
     pub errors: u64,
@@ -78,22 +78,37 @@ pub fn costed(
 /// Header asking for a new connection (and TLS handshake) per request.
 pub const CLOSE: &str = "Connection: close";
 
+/// wrk's script: its `--latency` table stops at the 99th percentile; this prints the 99.9th
+/// (microseconds) when the run is done.
+const WRK_SCRIPT: &str = "done = function(summary, latency, requests)\n  \
+                          io.write(string.format(\"p99.9 %d\\n\", latency:percentile(99.9)))\n\
+                          end\n";
+
 /// `wrk --latency` over HTTP/1.1 keep-alive (unless `headers` hold [`CLOSE`]), each request
-/// carrying `headers`.
+/// carrying `headers`; its script is written to `dir`.
 pub fn wrk(
     prefix: &mut Command,
     url: &str,
     shape: Shape,
     headers: &[&str],
+    dir: &Path,
 ) -> anyhow::Result<Load> {
+    let script = dir.join("wrk-p999.lua");
+    if !script.exists() {
+        crate::provenance::write_config(&script, WRK_SCRIPT)?;
+    }
     let cmd = prefix
         .args(["wrk", "-t1", "--latency"])
         .arg(format!("-c{}", shape.connections))
-        .arg(format!("-d{}s", shape.duration.as_secs().max(1)));
+        .arg(format!("-d{}s", shape.duration.as_secs().max(1)))
+        .arg("-s")
+        .arg(&script);
     for header in headers {
         cmd.args(["-H", header]);
     }
-    let out = cmd.arg(url).output().context("running wrk")?;
+    cmd.arg(url);
+    crate::provenance::command(cmd);
+    let out = cmd.output().context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -114,16 +129,16 @@ pub fn h2load(
     streams: u32,
     log: &Path,
 ) -> anyhow::Result<Load> {
-    let out = prefix
+    let cmd = prefix
         .args(["h2load", "-t1"])
         .arg(format!("-c{}", shape.connections))
         .arg(format!("-m{streams}"))
         .arg(format!("-D{}", shape.duration.as_secs().max(1)))
         .arg("--log-file")
         .arg(log)
-        .arg(url)
-        .output()
-        .context("running h2load")?;
+        .arg(url);
+    crate::provenance::command(cmd);
+    let out = cmd.output().context("running h2load")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -175,6 +190,7 @@ pub fn parse_wrk(text: &str) -> Option<Load> {
             ["Requests/sec:", n] => load.requests_per_s = n.parse().ok()?,
             ["50%", t] => load.p50_ms = wrk_ms(t)?,
             ["99%", t] => load.p99_ms = wrk_ms(t)?,
+            ["p99.9", us] => load.p999_ms = Some(us.parse::<f64>().ok()? / 1000.0),
             [n, "requests", "in", ..] => load.requests = n.parse().ok()?,
             ["Non-2xx", "or", "3xx", "responses:", n] => load.errors += n.parse::<u64>().ok()?,
             ["Socket", "errors:", rest @ ..] => {
@@ -232,11 +248,13 @@ mod tests {
   Non-2xx or 3xx responses: 5
 Requests/sec:   9800.00
 Transfer/sec:      1.17MB
+p99.9 1234567
 ";
         let l = parse_wrk(text).unwrap();
         assert_eq!(l.requests_per_s, 9800.0);
         assert_eq!(l.p50_ms, 0.812);
         assert_eq!(l.p99_ms, 1020.0);
+        assert_eq!(l.p999_ms, Some(1234.567));
         assert_eq!((l.requests, l.errors), (19600, 9));
     }
 

@@ -8,7 +8,8 @@
 //! [`Plan::rounds`] times per proxy, each round in another order, and the median of each figure
 //! is kept. A noisy moment of this shared box then weighs on one run of one proxy, not on all
 //! of its figures. Measured per proxy:
-//! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99;
+//! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99,
+//!   p99.9;
 //! - `l7.h1.handshake`: wrk with `Connection: close`: a TLS handshake per request;
 //! - `l7.h2`: h2load, HTTP/2 with concurrent streams: requests/s, p50, p99, p99.9;
 //! - `l7.h1.redirect`: OWA for a mailbox of a site with an ExternalURL, answered 302 (R8) by
@@ -196,7 +197,7 @@ fn loads(
     };
     for server in servers {
         let url = format!("https://{}/owa/", server.addr);
-        load::wrk(&mut generator.prefix(), &url, warm_up, &[])?;
+        load::wrk(&mut generator.prefix(), &url, warm_up, &[], dir)?;
     }
     let all: Vec<&Server> = servers.iter().collect();
     let ours: Vec<&Server> = all
@@ -265,7 +266,8 @@ fn run_case(
 ) -> anyhow::Result<Load> {
     let url = format!("https://{}/owa/", server.addr);
     let anchor = |mailbox| format!("X-AnchorMailbox: {mailbox}");
-    let wrk = |shape, headers: &[&str]| load::wrk(&mut generator.prefix(), &url, shape, headers);
+    let wrk =
+        |shape, headers: &[&str]| load::wrk(&mut generator.prefix(), &url, shape, headers, dir);
     load::costed(server, || match case {
         Case::KeepAlive => wrk(plan.keepalive, &[]),
         Case::Handshake => wrk(plan.handshake, &[load::CLOSE]),

@@ -30,7 +30,7 @@ impl Launcher<'_> {
     /// nginx with `conf` (written to `<name>.conf`), in the foreground.
     fn nginx(&self, name: &'static str, addr: &str, conf: &str) -> anyhow::Result<Server> {
         let path = self.file(&format!("{name}.conf"));
-        std::fs::write(&path, conf)?;
+        crate::provenance::write_config(&path, conf)?;
         let mut cmd = self.command("nginx");
         cmd.arg("-c").arg(&path).args(["-e", "stderr"]);
         self.start(name, addr, cmd)
@@ -92,7 +92,7 @@ impl Launcher<'_> {
              backend be\n  server s1 {UPSTREAM} ssl verify required ca-file {dir}/ca.pem sni str({UPSTREAM_NAME}) alpn http/1.1\n"
         );
         let path = self.file("haproxy.cfg");
-        std::fs::write(&path, conf)?;
+        crate::provenance::write_config(&path, &conf)?;
         let mut cmd = self.command("haproxy");
         cmd.arg("-db").arg("-f").arg(&path);
         self.start("haproxy", addr, cmd)
@@ -169,7 +169,7 @@ file = "{dir}/mailboxes.csv"
             pin = pin_dir.display(),
         );
         let path = self.file("balancer.toml");
-        std::fs::write(&path, conf)?;
+        crate::provenance::write_config(&path, &conf)?;
         std::fs::write(
             self.file("mailboxes.csv"),
             balancer_tests::contoso::topology::MAILBOXES,

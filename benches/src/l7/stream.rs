@@ -76,6 +76,7 @@ fn upload(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let cpu_before = server.cpu_ticks();
+    crate::provenance::command(&curl);
     let mut child = curl.spawn().context("running curl")?;
     let mut peak_rss_kib = 0;
     while child.try_wait()?.is_none() {

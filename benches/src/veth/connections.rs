@@ -106,7 +106,7 @@ fn haproxy(node: &Launcher) -> anyhow::Result<Server> {
          backend be\n  balance source\n{servers}"
     );
     let path = node.file("haproxy.cfg");
-    std::fs::write(&path, conf)?;
+    crate::provenance::write_config(&path, &conf)?;
     let mut cmd = node.command("haproxy");
     cmd.args(["-db", "-f"]).arg(&path);
     node.start("haproxy", &vip.to_string(), cmd)

@@ -71,9 +71,11 @@ fn nftables_rules() -> String {
 }
 
 fn nft(ns: &Netns, rules: &str) -> anyhow::Result<()> {
-    let mut child = ns
-        .command("nft")
-        .args(["-f", "-"])
+    let mut cmd = ns.command("nft");
+    cmd.args(["-f", "-"]);
+    crate::provenance::command(&cmd);
+    crate::provenance::record_config("nft-f-stdin.rules", rules);
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
