@@ -47,10 +47,28 @@ struct Decided {
     set_cookie: Option<String>,
 }
 
+impl Decided {
+    /// The router's own answer, with no cookie.
+    fn answer(response: Response<Body>) -> Self {
+        Self {
+            routed: Routed::Answer(response),
+            set_cookie: None,
+        }
+    }
+}
+
 /// The router's own answer, or the forward to an upstream, not yet awaited.
 enum Routed {
     Answer(Response<Body>),
     Forward(ResponseFuture),
+}
+
+/// A request whose body must be read before the decision.
+enum NeedsBody {
+    /// An Autodiscover request whose head names no one (R5).
+    Identity(Request<Body>),
+    /// An EWS request with a small body: the mailboxes it opens (R10); its identity is found.
+    Mailboxes(Request<Body>, identity::Found),
 }
 
 /// How the pipeline behaves.
@@ -94,13 +112,9 @@ impl Router {
     /// every step between is synchronous, so that this future, which every request carries
     /// (and moves: hyper runs each HTTP/2 stream as a task of its own), stays small.
     async fn route(&self, request: Request<Body>) -> Response<Body> {
-        let decided = match self.decide_from_head(request) {
+        let Decided { routed, set_cookie } = match self.decide_from_head(request) {
             Ok(decided) => decided,
-            Err(request) => Box::pin(self.decide_after_bodies(request)).await,
-        };
-        let Decided { routed, set_cookie } = match decided {
-            Ok(decided) => decided,
-            Err(answer) => return answer,
+            Err(needs_body) => Box::pin(self.decide_after_body(needs_body)).await,
         };
         let mut response = match routed {
             Routed::Answer(response) => response,
@@ -118,49 +132,46 @@ impl Router {
         response
     }
 
-    /// Loop check (R20), health check (R17), identity from the head (R5) and the decision, or
-    /// the request back when a body must be read first (see [`Self::decide_after_bodies`]).
+    /// Loop check (R20), health check (R17), identity from the head (R5) and the decision; or
+    /// the request, when its body must be read first ([`Self::decide_after_body`]).
     #[allow(clippy::result_large_err)]
-    fn decide_from_head(
-        &self,
-        request: Request<Body>,
-    ) -> Result<Result<Decided, Response<Body>>, Request<Body>> {
+    fn decide_from_head(&self, request: Request<Body>) -> Result<Decided, NeedsBody> {
         if self.seen_before(&request) {
-            return Ok(Err(responses::refuse(
+            return Ok(Decided::answer(responses::refuse(
                 StatusCode::LOOP_DETECTED,
                 "this request has already passed through this router",
             )));
         }
         let path = request.uri().path();
         if is_health_check(request.method(), path) {
-            return Ok(Err(responses::health()));
+            return Ok(Decided::answer(responses::health()));
         }
         let protocol = Protocol::of_path(path);
-        if self.wants_ews_body(&request, protocol) {
-            return Err(request);
-        }
-        let (request, found) = self.identify(request, protocol)?;
-        Ok(Ok(self.decide(
-            request,
-            protocol,
-            found,
-            Default::default(),
-        )))
-    }
-
-    /// [`Self::decide_from_head`] for a request whose body names the identity (an
-    /// Autodiscover request with none in its head) or the mailboxes it opens (EWS, R10).
-    async fn decide_after_bodies(&self, request: Request<Body>) -> Result<Decided, Response<Body>> {
-        let protocol = Protocol::of_path(request.uri().path());
         let (request, found) = match self.identify(request, protocol) {
             Ok(found) => found,
-            Err(request) => self.identify_from_body(request).await?,
+            Err(request) => return Err(NeedsBody::Identity(request)),
         };
-        let (request, ews) = match self.wants_ews_body(&request, protocol) {
-            true => self.read_ews_body(request).await,
-            false => (request, Default::default()),
-        };
-        Ok(self.decide(request, protocol, found, ews))
+        if self.wants_ews_body(&request, protocol) {
+            return Err(NeedsBody::Mailboxes(request, found));
+        }
+        Ok(self.decide(request, protocol, found, Default::default()))
+    }
+
+    /// [`Self::decide_from_head`] once the body that names the identity (Autodiscover) or
+    /// the mailboxes the request opens (EWS, R10) is read.
+    async fn decide_after_body(&self, needs_body: NeedsBody) -> Decided {
+        match needs_body {
+            NeedsBody::Identity(request) => match self.identify_from_body(request).await {
+                Ok((request, found)) => {
+                    self.decide(request, Protocol::Autodiscover, found, Default::default())
+                }
+                Err(refusal) => Decided::answer(refusal),
+            },
+            NeedsBody::Mailboxes(request, found) => {
+                let (request, ews) = self.read_ews_body(request).await;
+                self.decide(request, Protocol::Ews, found, ews)
+            }
+        }
     }
 
     /// The directory lookup (R6) and the decision (R7-R14): the router's own answer, or the

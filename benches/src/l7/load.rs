@@ -20,19 +20,20 @@ pub struct Load {
     pub cpu_us_per_request: f64,
 }
 
+/// The median of `values` (the mean of the middle two for an even count; 0 for none).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 impl Load {
-    /// The median of each figure over `runs` (the mean of the middle two for an even count);
-    /// requests and errors are summed.
+    /// The median of each figure over `runs`; requests and errors are summed.
     pub fn median(runs: &[Load]) -> Load {
-        let median = |figure: fn(&Load) -> f64| {
-            let mut v: Vec<f64> = runs.iter().map(figure).collect();
-            v.sort_by(f64::total_cmp);
-            match v.len() {
-                0 => 0.0,
-                n if n % 2 == 1 => v[n / 2],
-                n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-            }
-        };
+        let median = |figure: fn(&Load) -> f64| median(runs.iter().map(figure).collect());
         let all_have_p999 = !runs.is_empty() && runs.iter().all(|l| l.p999_ms.is_some());
         Load {
             requests_per_s: median(|l| l.requests_per_s),

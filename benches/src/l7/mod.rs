@@ -241,7 +241,7 @@ fn interleaved(
     rounds: usize,
     mut run: impl FnMut(&Server) -> anyhow::Result<Load>,
 ) -> anyhow::Result<Vec<Load>> {
-    let mut runs = vec![Vec::with_capacity(rounds); servers.len()];
+    let mut runs = vec![Vec::new(); servers.len()];
     for round in 0..rounds {
         for k in 0..servers.len() {
             let i = (round + k) % servers.len();

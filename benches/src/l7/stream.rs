@@ -36,17 +36,12 @@ pub fn uploads(
     let all = (0..runs.max(1))
         .map(|_| upload(server, generator, body, ca))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let median = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let mut speeds: Vec<f64> = all.iter().map(|s| s.mib_per_s).collect();
-    let mut cpu: Vec<f64> = all.iter().map(|s| s.cpu_s_per_gib).collect();
-    let peak_rss_kib = all.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
+    let median =
+        |figure: fn(&Streamed) -> f64| super::load::median(all.iter().map(figure).collect());
     Ok(Streamed {
-        peak_rss_kib,
-        mib_per_s: median(&mut speeds),
-        cpu_s_per_gib: median(&mut cpu),
+        peak_rss_kib: all.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0),
+        mib_per_s: median(|s| s.mib_per_s),
+        cpu_s_per_gib: median(|s| s.cpu_s_per_gib),
     })
 }
 

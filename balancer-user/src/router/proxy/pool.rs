@@ -75,6 +75,12 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    fn aged_out(&self, now: Instant) -> bool {
+        now.duration_since(self.since) > IDLE_TIMEOUT
+    }
+}
+
 impl OriginPool {
     /// The pool of `base`'s origin (scheme and authority), reached at `addrs`, keeping up to
     /// `max_idle` idle connections.
@@ -208,10 +214,7 @@ impl OriginPool {
         }
         let idle = &mut connections.idle;
         let now = Instant::now();
-        while idle
-            .front()
-            .is_some_and(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
-        {
+        while idle.front().is_some_and(|i| i.aged_out(now)) {
             idle.pop_front();
         }
         // One the upstream closed meanwhile is left behind.
@@ -261,7 +264,7 @@ impl OriginPool {
         let now = Instant::now();
         self.lock()
             .idle
-            .retain(|i| !i.sender.is_closed() && now.duration_since(i.since) <= IDLE_TIMEOUT);
+            .retain(|i| !i.sender.is_closed() && !i.aged_out(now));
     }
 
     fn wrap(
