@@ -9,7 +9,8 @@
 //! is kept. A noisy moment of this shared box then weighs on one run of one proxy, not on all
 //! of its figures. Measured per proxy:
 //! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99,
-//!   p99.9;
+//!   p99.9, timed once every connection is open (see [`load::WARM_UP`]; so are `l7.h2`,
+//!   `l7.h1.redirect` and `l7.h1.proxied`);
 //! - `l7.h1.handshake`: wrk with `Connection: close`: a TLS handshake per request;
 //! - `l7.h2`: h2load, HTTP/2 with concurrent streams: requests/s, p50, p99, p99.9;
 //! - `l7.h1.redirect`: OWA for a mailbox of a site with an ExternalURL, answered 302 (R8) by
@@ -331,8 +332,10 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
             results,
             plan,
             "l7.h1.proxied",
-            "wrk -t1 -c50, OWA of a mailbox in a site without ExternalURL, proxied over HTTPS \
-             to its node (R8), next to the router's local path",
+            &timed_after_warm_up(
+                "wrk -t1 -c50, OWA of a mailbox in a site without ExternalURL, proxied over \
+                 HTTPS to its node (R8), next to the router's local path",
+            ),
             proxied,
             "balancer-local",
             &ours_loads.keepalive,
@@ -344,30 +347,32 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
                 "l7.h1.keepalive",
                 &ours_loads.keepalive,
                 &theirs.loads.keepalive,
-                "wrk -t1 -c50, HTTP/1.1 keep-alive",
+                timed_after_warm_up("wrk -t1 -c50, HTTP/1.1 keep-alive"),
             ),
             (
                 "l7.h1.handshake",
                 &ours_loads.handshake,
                 &theirs.loads.handshake,
-                "wrk -t1 -c20, Connection: close (a TLS handshake per request)",
+                "wrk -t1 -c20, Connection: close (a TLS handshake per request)".to_string(),
             ),
             (
                 "l7.h2",
                 &ours_loads.h2,
                 &theirs.loads.h2,
-                "h2load -t1 -c10 -m10",
+                timed_after_warm_up("h2load -t1 -c10 -m10"),
             ),
             (
                 "l7.h1.redirect",
                 &ours_loads.redirect,
                 &theirs.loads.redirect,
-                "wrk -t1 -c50, OWA of a mailbox in a site with ExternalURL: 302 (R8) after a \
-                 directory lookup; the peer answers from a static rule for that mailbox",
+                timed_after_warm_up(
+                    "wrk -t1 -c50, OWA of a mailbox in a site with ExternalURL: 302 (R8) after \
+                     a directory lookup; the peer answers from a static rule for that mailbox",
+                ),
             ),
         ];
         for (key, a, b, how) in rows {
-            compare_loads(results, plan, key, how, a, peer, b);
+            compare_loads(results, plan, key, &how, a, peer, b);
         }
         let mut compare = |key: &str, unit: &str, a: f64, b: f64, note: &str| {
             results.compare(key, unit, a, peer, b, note);
@@ -416,6 +421,14 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
             ),
         );
     }
+}
+
+/// How a keep-alive load was made, and that it was timed once every connection was open.
+fn timed_after_warm_up(how: &str) -> String {
+    format!(
+        "{how}, timed once every connection is open (the first request of each waits {} ms)",
+        load::WARM_UP.as_millis()
+    )
 }
 
 /// The comparisons of two load runs: requests/s, CPU per request and latency percentiles.
