@@ -18,6 +18,8 @@ pub struct Load {
     /// CPU time the proxy used per request (user and system), in microseconds: what a
     /// request costs, much less sensitive to the box's noise than requests/s.
     pub cpu_us_per_request: f64,
+    /// Requests were timed once every connection was open ([`Shape::warm_up`]).
+    pub warmed_up: bool,
 }
 
 /// The median of `values` (the mean of the middle two for an even count; 0 for none).
@@ -43,6 +45,7 @@ impl Load {
             errors: runs.iter().map(|l| l.errors).sum(),
             requests: runs.iter().map(|l| l.requests).sum(),
             cpu_us_per_request: median(|l| l.cpu_us_per_request),
+            warmed_up: runs.iter().all(|l| l.warmed_up) && !runs.is_empty(),
         }
     }
 }
@@ -52,6 +55,9 @@ impl Load {
 pub struct Shape {
     pub connections: u32,
     pub duration: Duration,
+    /// Requests are timed once every connection is open: the first request of each waits
+    /// [`WARM_UP`] (the keep-alive loads; not the load of a handshake per request).
+    pub warm_up: bool,
 }
 
 /// Runs `load` and adds the CPU time `server` used per request.
@@ -79,12 +85,12 @@ pub fn costed(
 /// Header asking for a new connection (and TLS handshake) per request.
 pub const CLOSE: &str = "Connection: close";
 
-/// In the keep-alive loads (all but [`CLOSE`]), how long the first request of each connection
+/// In the keep-alive loads ([`Shape::warm_up`]), how long the first request of each connection
 /// waits: every connection's TLS handshake is over before a request is timed. The generator is
 /// single-threaded; while it still makes the handshakes of the last connections, the answers
 /// to the first requests of the others wait in its sockets and are timed as slow. The proxy
 /// that finishes its handshakes first (so lets requests start earliest) would pay most for the
-/// generator's work. The handshakes have their own load ([`CLOSE`]).
+/// generator's work. The handshakes have their own load, with [`CLOSE`].
 pub const WARM_UP: Duration = Duration::from_millis(250);
 
 /// wrk's script: its `--latency` table stops at the 99th percentile; this prints the 99.9th
@@ -108,9 +114,8 @@ fn wrk_script(first_requests: u32) -> String {
     )
 }
 
-/// `wrk --latency` over HTTP/1.1 keep-alive, timed after [`WARM_UP`] (unless `headers` hold
-/// [`CLOSE`]: a connection per request, timed from the start), each request carrying
-/// `headers`; its script is written to `dir`.
+/// `wrk --latency` over HTTP/1.1 (keep-alive unless `headers` hold [`CLOSE`]), each request
+/// carrying `headers`, timed as `shape` says; its script is written to `dir`.
 pub fn wrk(
     prefix: &mut Command,
     url: &str,
@@ -118,9 +123,9 @@ pub fn wrk(
     headers: &[&str],
     dir: &Path,
 ) -> anyhow::Result<Load> {
-    let first_requests = match headers.contains(&CLOSE) {
-        true => 0,
-        false => shape.connections,
+    let first_requests = match shape.warm_up {
+        true => shape.connections,
+        false => 0,
     };
     let script = dir.join(format!("wrk-{first_requests}.lua"));
     if !script.exists() {
@@ -146,12 +151,16 @@ pub fn wrk(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    parse_wrk(&text).with_context(|| format!("reading wrk's output:\n{text}"))
+    let load = parse_wrk(&text).with_context(|| format!("reading wrk's output:\n{text}"))?;
+    Ok(Load {
+        warmed_up: shape.warm_up,
+        ..load
+    })
 }
 
-/// h2load over one TLS connection per client with `streams` concurrent streams each, timed
-/// after [`WARM_UP`] (as wrk's keep-alive loads); latency percentiles from its per-request log
-/// (which holds the timed requests only).
+/// h2load over one TLS connection per client with `streams` concurrent streams each, timed as
+/// `shape` says; latency percentiles from its per-request log (which holds the timed requests
+/// only).
 pub fn h2load(
     prefix: &mut Command,
     url: &str,
@@ -163,11 +172,11 @@ pub fn h2load(
         .args(["h2load", "-t1"])
         .arg(format!("-c{}", shape.connections))
         .arg(format!("-m{streams}"))
-        .arg(format!("-D{}", shape.duration.as_secs().max(1)))
-        .arg(format!("--warm-up-time={}ms", WARM_UP.as_millis()))
-        .arg("--log-file")
-        .arg(log)
-        .arg(url);
+        .arg(format!("-D{}", shape.duration.as_secs().max(1)));
+    if shape.warm_up {
+        cmd.arg(format!("--warm-up-time={}ms", WARM_UP.as_millis()));
+    }
+    cmd.arg("--log-file").arg(log).arg(url);
     crate::provenance::command(cmd);
     let out = cmd.output().context("running h2load")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -187,6 +196,7 @@ pub fn h2load(
     micros.sort_unstable();
     let pct = |p: f64| percentile(&micros, p) as f64 / 1000.0;
     (load.p50_ms, load.p99_ms, load.p999_ms) = (pct(0.50), pct(0.99), Some(pct(0.999)));
+    load.warmed_up = shape.warm_up;
     Ok(load)
 }
 
@@ -323,6 +333,7 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
             errors: 1,
             requests: 100,
             cpu_us_per_request: cpu,
+            warmed_up: true,
         };
         let odd = Load::median(&[
             run(10.0, 9.0, 50.0, Some(3.0)),
@@ -334,6 +345,7 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
             (20.0, 5.0, 60.0)
         );
         assert_eq!((odd.p999_ms, odd.requests, odd.errors), (Some(2.0), 300, 3));
+        assert!(odd.warmed_up);
         let even = Load::median(&[run(10.0, 2.0, 50.0, None), run(20.0, 4.0, 70.0, Some(1.0))]);
         assert_eq!(
             (even.requests_per_s, even.p99_ms, even.p999_ms),

@@ -9,7 +9,7 @@
 //! is kept. A noisy moment of this shared box then weighs on one run of one proxy, not on all
 //! of its figures. Measured per proxy:
 //! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99,
-//!   p99.9, timed once every connection is open (see [`load::WARM_UP`]; so are `l7.h2`,
+//!   p99.9, timed once every connection is open (`Shape::warm_up`; so are `l7.h2`,
 //!   `l7.h1.redirect` and `l7.h1.proxied`);
 //! - `l7.h1.handshake`: wrk with `Connection: close`: a TLS handshake per request;
 //! - `l7.h2`: h2load, HTTP/2 with concurrent streams: requests/s, p50, p99, p99.9;
@@ -70,14 +70,17 @@ impl Plan {
             keepalive: Shape {
                 connections: 50,
                 duration: secs,
+                warm_up: true,
             },
             handshake: Shape {
                 connections: 20,
                 duration: secs,
+                warm_up: false,
             },
             h2: Shape {
                 connections: 10,
                 duration: secs,
+                warm_up: true,
             },
             h2_streams: 10,
             // HAProxy holds at most `HAPROXY_MAX_CONNECTIONS` (9,990) here.
@@ -195,6 +198,7 @@ fn loads(
     let warm_up = Shape {
         connections: 10,
         duration: Duration::from_secs(1),
+        warm_up: false,
     };
     for server in servers {
         let url = format!("https://{}/owa/", server.addr);
@@ -332,10 +336,8 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
             results,
             plan,
             "l7.h1.proxied",
-            &timed_after_warm_up(
-                "wrk -t1 -c50, OWA of a mailbox in a site without ExternalURL, proxied over \
-                 HTTPS to its node (R8), next to the router's local path",
-            ),
+            "wrk -t1 -c50, OWA of a mailbox in a site without ExternalURL, proxied over HTTPS \
+             to its node (R8), next to the router's local path",
             proxied,
             "balancer-local",
             &ours_loads.keepalive,
@@ -347,32 +349,30 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
                 "l7.h1.keepalive",
                 &ours_loads.keepalive,
                 &theirs.loads.keepalive,
-                timed_after_warm_up("wrk -t1 -c50, HTTP/1.1 keep-alive"),
+                "wrk -t1 -c50, HTTP/1.1 keep-alive",
             ),
             (
                 "l7.h1.handshake",
                 &ours_loads.handshake,
                 &theirs.loads.handshake,
-                "wrk -t1 -c20, Connection: close (a TLS handshake per request)".to_string(),
+                "wrk -t1 -c20, Connection: close (a TLS handshake per request)",
             ),
             (
                 "l7.h2",
                 &ours_loads.h2,
                 &theirs.loads.h2,
-                timed_after_warm_up("h2load -t1 -c10 -m10"),
+                "h2load -t1 -c10 -m10",
             ),
             (
                 "l7.h1.redirect",
                 &ours_loads.redirect,
                 &theirs.loads.redirect,
-                timed_after_warm_up(
-                    "wrk -t1 -c50, OWA of a mailbox in a site with ExternalURL: 302 (R8) after \
-                     a directory lookup; the peer answers from a static rule for that mailbox",
-                ),
+                "wrk -t1 -c50, OWA of a mailbox in a site with ExternalURL: 302 (R8) after a \
+                 directory lookup; the peer answers from a static rule for that mailbox",
             ),
         ];
         for (key, a, b, how) in rows {
-            compare_loads(results, plan, key, &how, a, peer, b);
+            compare_loads(results, plan, key, how, a, peer, b);
         }
         let mut compare = |key: &str, unit: &str, a: f64, b: f64, note: &str| {
             results.compare(key, unit, a, peer, b, note);
@@ -423,14 +423,6 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
     }
 }
 
-/// How a keep-alive load was made, and that it was timed once every connection was open.
-fn timed_after_warm_up(how: &str) -> String {
-    format!(
-        "{how}, timed once every connection is open (the first request of each waits {} ms)",
-        load::WARM_UP.as_millis()
-    )
-}
-
 /// The comparisons of two load runs: requests/s, CPU per request and latency percentiles.
 fn compare_loads(
     results: &mut Results,
@@ -441,6 +433,13 @@ fn compare_loads(
     peer: &str,
     theirs: &Load,
 ) {
+    let timed = match ours.warmed_up {
+        true => format!(
+            ", timed once every connection is open (the first request of each waits {} ms)",
+            load::WARM_UP.as_millis()
+        ),
+        false => String::new(),
+    };
     let mut compare = |what: &str, unit: &str, a: f64, b: f64, note: &str| {
         results.compare(&format!("{key}.{what}"), unit, a, peer, b, note);
     };
@@ -450,7 +449,7 @@ fn compare_loads(
         ours.requests_per_s,
         theirs.requests_per_s,
         &format!(
-            "{how}; {}; higher is better; errors {} vs {}",
+            "{how}{timed}; {}; higher is better; errors {} vs {}",
             plan.runs(),
             ours.errors,
             theirs.errors
