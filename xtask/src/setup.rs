@@ -226,6 +226,15 @@ pub fn cargo(tools: &Path) -> anyhow::Result<Command> {
     Ok(cmd)
 }
 
+/// The workspace's target directory: `cargo xtask` runs this program from `<target>/debug/`.
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("no target directory above {}", exe.display()))
+}
+
 /// PATH with the tool directory first (the eBPF crates' build scripts look for bpf-linker).
 pub fn path_with(tools: &Path) -> anyhow::Result<std::ffi::OsString> {
     let path = std::env::var_os("PATH").unwrap_or_default();
