@@ -349,6 +349,15 @@ impl Config {
                         site.name
                     );
                 }
+                // Node names travel in the comma-separated via header (R20 loop detection).
+                if node.name.is_empty()
+                    || !node.name.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+                {
+                    bail!(
+                        "sites[{s}].nodes[{n}].name: {:?} must be printable ASCII with no space or comma (the X-Balancer-Via header lists it)",
+                        node.name
+                    );
+                }
                 if !names.insert(&node.name) {
                     bail!(
                         "sites[{s}].nodes[{n}].name: {:?} is used twice in site {:?}",

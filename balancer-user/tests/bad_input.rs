@@ -9,7 +9,7 @@ mod common;
 use balancer_user::router::{
     responses::{Body, BodyError},
     server::Limits,
-    service::{Forward, ResponseFuture, Target},
+    service::{Client, Forward, ResponseFuture, Target},
     testing,
     tls::{CertSpec, CertStore},
 };
@@ -36,7 +36,7 @@ use tokio_rustls::{client::TlsStream, TlsConnector};
 struct Counting(Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>);
 
 impl Forward for Counting {
-    fn forward(&self, _target: Target, request: Request<Body>) -> ResponseFuture {
+    fn forward(&self, _target: Target, request: Request<Body>, _client: &Client) -> ResponseFuture {
         let (seen, paths) = (self.0.clone(), self.1.clone());
         paths.lock().unwrap().push(request.uri().path().to_string());
         Box::pin(async move {

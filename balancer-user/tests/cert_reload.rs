@@ -7,7 +7,7 @@ mod common;
 use balancer_user::router::{
     responses::{Body, BodyError},
     server::Limits,
-    service::{Forward, ResponseFuture, Target},
+    service::{self, Forward, ResponseFuture, Target},
     testing,
     tls::{CertSpec, CertStore},
 };
@@ -31,7 +31,7 @@ use std::{
 struct Ok200;
 
 impl Forward for Ok200 {
-    fn forward(&self, _: Target, _: Request<Body>) -> ResponseFuture {
+    fn forward(&self, _: Target, _: Request<Body>, _: &service::Client) -> ResponseFuture {
         Box::pin(async {
             Response::new(
                 Full::new(Bytes::from_static(b"ok"))

@@ -230,7 +230,10 @@ fn attach_inspect_operate_and_detach() {
 /// on its next request.
 #[test]
 fn directory_import_lookup_remove_and_the_router_sees_each_change() {
-    use balancer_user::router::{directory::PinnedDirectory, testing};
+    use balancer_user::router::{
+        directory::PinnedDirectory,
+        testing::{self, CLIENT},
+    };
     use http::{Request, StatusCode};
     use std::sync::Arc;
 
@@ -291,7 +294,7 @@ fn directory_import_lookup_remove_and_the_router_sees_each_change() {
         let request = Request::get(format!("/Microsoft-Server-ActiveSync?User={user}&Cmd=Sync"))
             .body(balancer_user::router::responses::full(""))
             .unwrap();
-        runtime.block_on(router.handle(request))
+        runtime.block_on(router.handle(request, &CLIENT))
     };
     let ask =
         |router: &balancer_user::router::service::Router| ask_for(router, "user42@contoso.com");

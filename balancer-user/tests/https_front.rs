@@ -8,7 +8,7 @@ mod common;
 use balancer_user::router::{
     responses::{Body, BodyError},
     server::Limits,
-    service::{Forward, ResponseFuture, Target},
+    service::{Client, Forward, ResponseFuture, Target},
     testing,
     tls::{CertSpec, CertStore},
 };
@@ -17,11 +17,12 @@ use http::{Request, Response};
 use http_body_util::{BodyExt as _, Full};
 use std::{net::SocketAddr, path::PathBuf, process::Command, sync::Arc};
 
+/// Answers with the target and the client the front says the request came from.
 struct NameTarget;
 
 impl Forward for NameTarget {
-    fn forward(&self, target: Target, _request: Request<Body>) -> ResponseFuture {
-        let body = Full::new(Bytes::from(format!("{target:?}")))
+    fn forward(&self, target: Target, _request: Request<Body>, client: &Client) -> ResponseFuture {
+        let body = Full::new(Bytes::from(format!("{target:?} from {}", client.ip)))
             .map_err(|n| -> BodyError { match n {} })
             .boxed();
         Box::pin(async move { Response::new(body) })
@@ -216,6 +217,10 @@ async fn the_routers_own_answers_over_tls() {
         assert!(
             body.contains("Site { site: \"asia\""),
             "R8 proxy to a site without ExternalURL: {body}"
+        );
+        assert!(
+            body.ends_with("from 127.0.0.1"),
+            "the proxy is told the client's address (X-Forwarded-For): {body}"
         );
 
         let huge = format!("X-Filler: {}", "a".repeat(32 * 1024));

@@ -11,7 +11,7 @@ use balancer_user::router::{
     testing,
 };
 use bytes::Bytes;
-use common::{node, request, upstream, upstream_at, Ca, Upstream};
+use common::{node, request, upstream, upstream_at, Ca, Upstream, CLIENT};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use std::{sync::Arc, time::Duration};
@@ -73,7 +73,7 @@ async fn lab_with(health: HealthChecks) -> Lab {
         ),
     );
     let proxy = Proxy::new(ProxyConfig {
-        node_name: "usa-1".into(),
+        node_name: http::HeaderValue::from_static("usa-1"),
         local: vec![https("usa-backend")],
         sites,
         legacy,
@@ -104,7 +104,7 @@ fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
 }
 
 async fn answer(lab: &Lab, req: Request<Body>) -> (StatusCode, String, String) {
-    let r = lab.router.handle(req).await;
+    let r = lab.router.handle(req, &CLIENT).await;
     let status = r.status();
     let back_end = r
         .headers()
@@ -256,7 +256,7 @@ async fn r17_failover_then_503_when_the_site_is_down() {
     assert_eq!(again, other, "the failed node stays out");
     drop(lab.upstreams.remove(other));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let r = lab.router.handle(get("/owa/", &[ASIA])).await;
+    let r = lab.router.handle(get("/owa/", &[ASIA]), &CLIENT).await;
     assert_eq!(
         r.status(),
         StatusCode::SERVICE_UNAVAILABLE,

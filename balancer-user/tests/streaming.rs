@@ -11,7 +11,7 @@ use balancer_user::router::{
     testing,
 };
 use bytes::Bytes;
-use common::{node, upstream, Ca};
+use common::{node, upstream, Ca, CLIENT};
 use http::{Method, Request};
 use http_body_util::BodyExt as _;
 use hyper::body::{Frame, SizeHint};
@@ -76,7 +76,7 @@ async fn r19_a_1_gib_rpc_in_data_body_streams_through() {
     )
     .await;
     let proxy = Proxy::new(ProxyConfig {
-        node_name: "usa-1".into(),
+        node_name: http::HeaderValue::from_static("usa-1"),
         local: vec![node(
             "usa-backend",
             "https",
@@ -107,7 +107,7 @@ async fn r19_a_1_gib_rpc_in_data_body_streams_through() {
         .body(body)
         .unwrap();
     let before = peak_rss();
-    let response = router.handle(request).await;
+    let response = router.handle(request, &CLIENT).await;
     assert_eq!(response.status(), 200);
     let text = String::from_utf8(
         response

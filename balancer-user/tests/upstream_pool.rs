@@ -14,7 +14,7 @@ use balancer_user::router::{
     testing,
 };
 use bytes::Bytes;
-use common::{node, request, upstream, Ca};
+use common::{node, request, upstream, Ca, CLIENT};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use std::{
@@ -130,7 +130,7 @@ fn router_keeping(legacy: SocketAddr, local: Option<(SocketAddr, &Ca)>, max_idle
         None => (Vec::new(), rustls::RootCertStore::empty()),
     };
     let proxy = Proxy::new(ProxyConfig {
-        node_name: "usa-1".into(),
+        node_name: http::HeaderValue::from_static("usa-1"),
         local: local_nodes,
         sites: AHashMap::new(),
         legacy: legacy_nodes,
@@ -157,7 +157,7 @@ fn get(path: &str, mailbox: &str) -> Request<Body> {
 const LEGACY: (&str, &str) = ("/exchange/legacy-user/", "legacy-user@contoso.com");
 
 async fn legacy_body(router: &Router) -> Bytes {
-    let answer = router.handle(get(LEGACY.0, LEGACY.1)).await;
+    let answer = router.handle(get(LEGACY.0, LEGACY.1), &CLIENT).await;
     assert_eq!(answer.status(), StatusCode::OK);
     answer.into_body().collect().await.unwrap().to_bytes()
 }
@@ -198,7 +198,7 @@ async fn r19_an_answer_left_half_read_closes_its_connection() {
     let (addr, counts) = backend(Backend::KeepAlive { body_len }).await;
     let router = router(addr, None);
     // The client reads one frame of a 4 MiB answer, then goes away.
-    let answer = router.handle(get(LEGACY.0, LEGACY.1)).await;
+    let answer = router.handle(get(LEGACY.0, LEGACY.1), &CLIENT).await;
     let mut body = answer.into_body();
     let first = body.frame().await.unwrap().unwrap();
     assert!(first.data_ref().unwrap().starts_with(b"conn=1;"));
@@ -221,13 +221,17 @@ async fn r19_http2_upstreams_carry_concurrent_requests_on_one_connection() {
     let (legacy, _) = backend(Backend::KeepAlive { body_len: 16 }).await;
     let router = Arc::new(router(legacy, Some((local.addr, &ca))));
     // One request opens the connection; then ten at once share it.
-    let first = router.handle(get("/owa/", "usa-user@contoso.com")).await;
+    let first = router
+        .handle(get("/owa/", "usa-user@contoso.com"), &CLIENT)
+        .await;
     assert_eq!(first.status(), StatusCode::OK);
     let requests = (0..10)
         .map(|_| {
             let router = router.clone();
             tokio::spawn(async move {
-                let answer = router.handle(get("/owa/", "usa-user@contoso.com")).await;
+                let answer = router
+                    .handle(get("/owa/", "usa-user@contoso.com"), &CLIENT)
+                    .await;
                 let status = answer.status();
                 let body = answer.into_body().collect().await.unwrap().to_bytes();
                 (status, body)
@@ -252,7 +256,7 @@ async fn r19_idle_connections_beyond_the_cap_are_closed() {
             let router = router.clone();
             tokio::spawn(async move {
                 let answer = router
-                    .handle(get("/exchange/legacy-user/slow", LEGACY.1))
+                    .handle(get("/exchange/legacy-user/slow", LEGACY.1), &CLIENT)
                     .await;
                 assert_eq!(answer.status(), StatusCode::OK);
                 answer.into_body().collect().await.unwrap();

@@ -13,7 +13,7 @@ use crate::router::{
 };
 use ahash::AHashMap;
 use anyhow::{bail, Context as _};
-use http::Uri;
+use http::{HeaderValue, Uri};
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -334,7 +334,8 @@ impl Config {
             }
         }
         Ok(ProxyConfig {
-            node_name: self.node.name.clone(),
+            node_name: HeaderValue::from_str(&self.node.name)
+                .context("node.name: not usable as a header value")?,
             local: self.site().backends.iter().map(backend).collect(),
             sites,
             legacy,

@@ -35,7 +35,7 @@ fn assert_refused(cases: &[(&str, &str, &str)]) {
 
 #[test]
 fn errors_name_the_field_and_the_reason() {
-    let cases: [(&str, &str, &str); 8] = [
+    let cases: [(&str, &str, &str); 9] = [
         (
             "ring_size = 65537",
             "ring_size = 65536",
@@ -50,6 +50,11 @@ fn errors_name_the_field_and_the_reason() {
             "name = \"usa-1\"        #",
             "name = \"nobody\"        #",
             "node.name: \"nobody\" is not a node",
+        ),
+        (
+            "name = \"usa-2\"",
+            "name = \"usa 2, b\"",
+            "sites[0].nodes[1].name: \"usa 2, b\" must be printable ASCII with no space or comma",
         ),
         (
             "site = \"usa\"",

@@ -45,7 +45,7 @@ pub fn respond<B>(request: &Request<B>) -> Response<Body> {
         let path_and_query = request.uri().path_and_query().map_or(path, |p| p.as_str());
         return responses::redirect(
             StatusCode::MOVED_PERMANENTLY,
-            &format!("https://{host}{path_and_query}"),
+            format!("https://{host}{path_and_query}"),
         );
     }
     responses::refuse(StatusCode::FORBIDDEN, "use https")

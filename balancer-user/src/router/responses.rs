@@ -37,13 +37,15 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type).expect("static"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -51,16 +53,23 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
 
 /// Escapes text for HTML (the URL is from the configuration, but a page must never inject).
 fn html_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '&' => "&amp;".into(),
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '"' => "&quot;".into(),
-            '\'' => "&#39;".into(),
-            c => c.to_string(),
-        })
-        .collect()
+    let mut escaped = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// `text` as a header value, without copying it.
+fn header_value(text: String) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(text))
 }
 
 /// R8's default: a page that shows the correct URL as a link, not followed automatically.
@@ -79,13 +88,13 @@ pub fn link_page(location: &str) -> Response<Body> {
 }
 
 /// `302 Found` or `307 Temporary Redirect` to `location`.
-pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+pub fn redirect(status: StatusCode, location: String) -> Response<Body> {
     let mut r = respond(
         status,
         "text/plain; charset=utf-8",
         format!("see {location}\n"),
     );
-    match HeaderValue::from_str(location) {
+    match header_value(location) {
         Ok(v) => {
             r.headers_mut().insert(header::LOCATION, v);
             r
@@ -98,10 +107,10 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
 }
 
 /// R9: ActiveSync's "use this server instead": 451, `X-MS-Location`, empty body.
-pub fn activesync_451(location: &str) -> Response<Body> {
+pub fn activesync_451(location: String) -> Response<Body> {
     let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = StatusCode::from_u16(451).expect("451 is a status code");
-    match HeaderValue::from_str(location) {
+    match header_value(location) {
         Ok(v) => {
             r.headers_mut().insert("x-ms-location", v);
             r
@@ -125,4 +134,24 @@ pub fn health() -> Response<Body> {
         "text/html",
         "<html><body>200 OK</body></html>\n",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_link_page_escapes_its_url() {
+        assert_eq!(
+            html_escape(r#"https://a/?x=1&y="<b>'"#),
+            "https://a/?x=1&amp;y=&quot;&lt;b&gt;&#39;"
+        );
+    }
+
+    #[test]
+    fn a_location_that_is_no_header_value_is_refused_not_sent() {
+        let r = redirect(StatusCode::FOUND, "https://a/\n".into());
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!r.headers().contains_key(header::LOCATION));
+    }
 }

@@ -8,7 +8,7 @@
 use super::{
     accept::{Accepted, CappedListener},
     responses::BodyError,
-    service::Router,
+    service::{Client, Router},
 };
 use arc_swap::ArcSwap;
 use http_body_util::BodyExt as _;
@@ -23,7 +23,7 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
 };
 use rustls::ServerConfig;
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -67,10 +67,6 @@ impl Default for Limits {
         }
     }
 }
-
-/// The client's address, as a request extension (for X-Forwarded-For).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
 
 /// Serves HTTPS on `listener` until `shutdown` completes, then drains. Each request is
 /// handled by the router `router` holds when it arrives, so a reload is a swap.
@@ -129,15 +125,16 @@ pub async fn serve(
             // Requests are tracked for HTTP/2's idle timeout only.
             let activity = is_h2.then(Activity::default);
             let service_activity = activity.clone();
-            let service = service_fn(move |mut request: Request<Incoming>| {
+            let client = Client::new(peer.ip());
+            let service = service_fn(move |request: Request<Incoming>| {
                 // The router in force when the request arrives (a reload swaps it).
                 let router = router.load_full();
-                request.extensions_mut().insert(ClientAddr(peer));
                 let running = service_activity.as_ref().map(Activity::start);
+                let client = client.clone();
                 async move {
                     let _running = running;
                     let request = request.map(|body| body.map_err(|e| BodyError(e.into())).boxed());
-                    Ok::<_, Infallible>(router.handle(request).await)
+                    Ok::<_, Infallible>(router.handle(request, &client).await)
                 }
             });
             let ended = if let Some(activity) = activity {

@@ -12,7 +12,7 @@ use super::{
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc};
 use tracing::{debug, warn};
 
 #[cfg(test)]
@@ -37,14 +37,34 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 /// Sends requests to upstreams: the proxy. A trait, so that the pipeline is tested alone.
 pub trait Forward: Send + Sync + 'static {
-    fn forward(&self, target: Target, request: Request<Body>) -> ResponseFuture;
+    /// Sends `request`, from `client`, to `target`.
+    fn forward(&self, target: Target, request: Request<Body>, client: &Client) -> ResponseFuture;
+}
+
+/// The client a request comes from, as the proxy names it upstream (X-Forwarded-For).
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: IpAddr,
+    /// `ip` as a header value: made once per connection rather than formatted per request.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Client {
+    pub fn new(ip: IpAddr) -> Self {
+        let text = Bytes::from(ip.to_string());
+        Self {
+            ip,
+            forwarded_for: HeaderValue::from_maybe_shared(text)
+                .expect("an IP address is a header value"),
+        }
+    }
 }
 
 /// What [`Router::decide`] made of a request.
 struct Decided {
     routed: Routed,
     /// The affinity cookie to set (R5), when the mailbox is known by another source.
-    set_cookie: Option<String>,
+    set_cookie: Option<HeaderValue>,
 }
 
 impl Decided {
@@ -57,10 +77,10 @@ impl Decided {
     }
 }
 
-/// The router's own answer, or the forward to an upstream, not yet awaited.
+/// The router's own answer, or where to forward the request.
 enum Routed {
     Answer(Response<Body>),
-    Forward(ResponseFuture),
+    Forward(Target, Request<Body>),
 }
 
 /// A request whose body must be read before the decision.
@@ -98,9 +118,9 @@ pub struct Router {
 }
 
 impl Router {
-    /// Answers one request.
-    pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
-        let mut response = self.route(request).await;
+    /// Answers one request from `client`.
+    pub async fn handle(&self, request: Request<Body>, client: &Client) -> Response<Body> {
+        let mut response = self.route(request, client).await;
         self.metrics.response(response.status());
         if let Some(v) = &self.settings.front_end {
             response.headers_mut().insert(FRONT_END_HEADER, v.clone());
@@ -111,23 +131,17 @@ impl Router {
     /// Only the forward to an upstream and the rare reads of a request body are awaited here:
     /// every step between is synchronous, so that this future, which every request carries
     /// (and moves: hyper runs each HTTP/2 stream as a task of its own), stays small.
-    async fn route(&self, request: Request<Body>) -> Response<Body> {
+    async fn route(&self, request: Request<Body>, client: &Client) -> Response<Body> {
         let Decided { routed, set_cookie } = match self.decide_from_head(request) {
             Ok(decided) => decided,
             Err(needs_body) => Box::pin(self.decide_after_body(needs_body)).await,
         };
         let mut response = match routed {
             Routed::Answer(response) => response,
-            Routed::Forward(forward) => forward.await,
+            Routed::Forward(target, request) => self.forward.forward(target, request, client).await,
         };
-        if let Some(value) = set_cookie {
-            let cookie = format!(
-                "{}={value}; Path=/; Secure; HttpOnly; SameSite=Lax",
-                cookie::NAME
-            );
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, v);
-            }
+        if let Some(cookie) = set_cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response
     }
@@ -174,8 +188,8 @@ impl Router {
         }
     }
 
-    /// The directory lookup (R6) and the decision (R7-R14): the router's own answer, or the
-    /// forward to start.
+    /// The directory lookup (R6) and the decision (R7-R14): the router's own answer, or where
+    /// to forward the request.
     fn decide(
         &self,
         request: Request<Body>,
@@ -207,18 +221,19 @@ impl Router {
         debug!(?protocol, identity = ?found.identity, ?decision, "decided");
         let set_cookie = match (&found.identity, &mailbox) {
             (Some(id), Some(m)) if id.source != Source::AffinityCookie => {
-                Some(cookie::value(&self.cookie_key, &m.address))
+                Some(cookie::set_cookie(&self.cookie_key, &m.address))
             }
             _ => None,
         };
-        let forward = |target, request| Routed::Forward(self.forward.forward(target, request));
         let routed = match decision {
-            Decision::Local { .. } => forward(Target::Local, rewrite(request, found.upstream_path)),
-            Decision::ProxySite { site, pick } => forward(
+            Decision::Local { .. } => {
+                Routed::Forward(Target::Local, rewrite(request, found.upstream_path))
+            }
+            Decision::ProxySite { site, pick } => Routed::Forward(
                 Target::Site { site, pick },
                 rewrite(request, found.upstream_path),
             ),
-            Decision::ProxyLegacy { server } => forward(Target::Legacy { server }, request),
+            Decision::ProxyLegacy { server } => Routed::Forward(Target::Legacy { server }, request),
             Decision::Redirect {
                 kind: RedirectKind::LinkPage,
                 location,
@@ -226,16 +241,16 @@ impl Router {
             Decision::Redirect {
                 kind: RedirectKind::Found,
                 location,
-            } => Routed::Answer(responses::redirect(StatusCode::FOUND, &location)),
+            } => Routed::Answer(responses::redirect(StatusCode::FOUND, location)),
             Decision::Redirect {
                 kind: RedirectKind::Temporary,
                 location,
             } => Routed::Answer(responses::redirect(
                 StatusCode::TEMPORARY_REDIRECT,
-                &location,
+                location,
             )),
             Decision::ActiveSync451 { location } => {
-                Routed::Answer(responses::activesync_451(&location))
+                Routed::Answer(responses::activesync_451(location))
             }
             Decision::Refuse { status, reason } => Routed::Answer(responses::refuse(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),

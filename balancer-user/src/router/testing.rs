@@ -9,7 +9,10 @@
 //! | legacy | no              | 2003     | (none; HTTP back end)  |
 //! | rtm    | no              | 2007 RTM | (none; extra, for R10) |
 
-use std::sync::Arc;
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
@@ -20,10 +23,16 @@ use super::{
     directory::{Directory, MemoryDirectory},
     identity::cookie,
     responses::{full, Body},
-    service::{Forward, Router, Settings},
+    service::{Client, Forward, Router, Settings},
     service::{ResponseFuture, Target},
     topology::{ExternalUrls, OwaRedirect, Site, Topology},
     version::Version,
+};
+
+/// The client the tests' requests come from (TEST-NET-1).
+pub const CLIENT: Client = Client {
+    ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+    forwarded_for: HeaderValue::from_static("192.0.2.7"),
 };
 
 pub fn external(host: &str) -> ExternalUrls {
@@ -104,7 +113,7 @@ pub fn router(this_site: &str, forward: Arc<dyn Forward>) -> Router {
 pub struct Recorder;
 
 impl Forward for Recorder {
-    fn forward(&self, target: Target, request: Request<Body>) -> ResponseFuture {
+    fn forward(&self, target: Target, request: Request<Body>, _client: &Client) -> ResponseFuture {
         Box::pin(async move {
             let path = request
                 .uri()

@@ -6,10 +6,11 @@ pub use balancer_tests::{
     upstream::{upstream, upstream_at, upstream_on, Upstream},
 };
 use balancer_user::router::proxy::UpstreamNode;
+pub use balancer_user::router::testing::CLIENT;
 use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 
-/// A request as the front hands it to the router: from a client at 192.0.2.7.
+/// A request as the front hands it to the router (from [`CLIENT`]).
 pub fn request(
     method: &str,
     uri: &str,
@@ -21,18 +22,12 @@ pub fn request(
     for (k, v) in headers {
         r = r.header(*k, *v);
     }
-    let mut r = r
-        .body(
-            http_body_util::Full::new(body)
-                .map_err(|n| -> balancer_user::router::responses::BodyError { match n {} })
-                .boxed(),
-        )
-        .unwrap();
-    r.extensions_mut()
-        .insert(balancer_user::router::server::ClientAddr(
-            "192.0.2.7:50000".parse().unwrap(),
-        ));
-    r
+    r.body(
+        http_body_util::Full::new(body)
+            .map_err(|n| -> balancer_user::router::responses::BodyError { match n {} })
+            .boxed(),
+    )
+    .unwrap()
 }
 
 pub fn node(name: &str, scheme: &str, host: &str, addr: SocketAddr) -> UpstreamNode {

@@ -4,25 +4,21 @@
 //! not verify is ignored.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
-use hmac::{Hmac, Mac};
-use http::HeaderMap;
-use sha2::Sha256;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use ring::hmac;
 
 /// Name of the cookie.
 pub const NAME: &str = "balancer_mailbox";
 
-/// The signing key (the same on every node of the organisation), kept as HMAC's keyed state:
-/// each signature or check starts from a copy of it instead of hashing the key again.
+/// The signing key (the same on every node of the organisation), kept as HMAC-SHA256's keyed
+/// state: each signature or check starts from it instead of hashing the key again.
 #[derive(Clone)]
-pub struct Key(Hmac<Sha256>);
+pub struct Key(hmac::Key);
 
 impl Key {
     pub fn new(bytes: impl AsRef<[u8]>) -> Self {
-        Self(Hmac::new_from_slice(bytes.as_ref()).expect("HMAC takes keys of any length"))
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        self.0.clone()
+        Self(hmac::Key::new(hmac::HMAC_SHA256, bytes.as_ref()))
     }
 }
 
@@ -32,15 +28,33 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// The attributes of the cookie: sent over HTTPS only, hidden from scripts, for every path.
+const ATTRIBUTES: &str = "; Path=/; Secure; HttpOnly; SameSite=Lax";
+
 /// The cookie value for `mailbox`: `base64url(mailbox).base64url(hmac)`.
 pub fn value(key: &Key, mailbox: &str) -> String {
-    let mut mac = key.mac();
-    mac.update(mailbox.as_bytes());
-    format!(
-        "{}.{}",
-        B64.encode(mailbox),
-        B64.encode(mac.finalize().into_bytes())
-    )
+    let mut text = String::new();
+    push_value(key, mailbox, &mut text);
+    text
+}
+
+/// The `Set-Cookie` header value that sets the cookie for `mailbox`, built in one buffer
+/// (every request whose mailbox another source names gets one).
+pub fn set_cookie(key: &Key, mailbox: &str) -> HeaderValue {
+    let value_len = 4 * mailbox.len().div_ceil(3) + 1 + 43;
+    let mut text = String::with_capacity(NAME.len() + 1 + value_len + ATTRIBUTES.len());
+    text.push_str(NAME);
+    text.push('=');
+    push_value(key, mailbox, &mut text);
+    text.push_str(ATTRIBUTES);
+    HeaderValue::from_maybe_shared(Bytes::from(text)).expect("base64url and ASCII attributes")
+}
+
+fn push_value(key: &Key, mailbox: &str, text: &mut String) {
+    let tag = hmac::sign(&key.0, mailbox.as_bytes());
+    B64.encode_string(mailbox, text);
+    text.push('.');
+    B64.encode_string(tag, text);
 }
 
 /// The mailbox a cookie value names, if its signature verifies.
@@ -48,9 +62,7 @@ pub fn verify(key: &Key, value: &str) -> Option<String> {
     let (name, tag) = value.split_once('.')?;
     let name = B64.decode(name).ok()?;
     let tag = B64.decode(tag).ok()?;
-    let mut mac = key.mac();
-    mac.update(&name);
-    mac.verify_slice(&tag).ok()?;
+    hmac::verify(&key.0, &name, &tag).ok()?;
     super::normalize(std::str::from_utf8(&name).ok()?)
 }
 

@@ -270,6 +270,18 @@ fn bad_input_yields_no_identity() {
 }
 
 #[test]
+fn cookie_signatures_are_standard_hmac_sha256() {
+    // RFC 4231, test case 2: every node (of any release) signs and checks alike.
+    let v = cookie::value(&cookie::Key::new(b"Jefe"), "what do ya want for nothing?");
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v.split_once('.').unwrap().1)
+        .unwrap();
+    let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, expected);
+}
+
+#[test]
 fn cookie_round_trips_and_rejects_tampering() {
     let v = cookie::value(&key(), "grace@contoso.com");
     assert_eq!(
@@ -284,4 +296,9 @@ fn cookie_round_trips_and_rejects_tampering() {
         "a name with another's tag"
     );
     assert_eq!(cookie::verify(&key(), name), None, "no tag");
+    assert_eq!(
+        cookie::set_cookie(&key(), "grace@contoso.com"),
+        format!("balancer_mailbox={v}; Path=/; Secure; HttpOnly; SameSite=Lax").as_str(),
+        "the Set-Cookie header carries the same value"
+    );
 }

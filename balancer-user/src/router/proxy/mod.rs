@@ -28,8 +28,7 @@ use super::{
     decision::Pick,
     protocol::Protocol,
     responses::{self, Body, BodyError},
-    server::ClientAddr,
-    service::{Forward, ResponseFuture, Target, VIA_HEADER},
+    service::{Client, Forward, ResponseFuture, Target, VIA_HEADER},
 };
 use crate::health::{Thresholds, Verdict};
 use ahash::AHashMap;
@@ -83,7 +82,8 @@ impl UpstreamNode {
 /// What the proxy needs to know.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    pub node_name: String,
+    /// This node's name, appended to the via header of forwarded requests (R20).
+    pub node_name: HeaderValue,
     /// This site's own back ends (R7).
     pub local: Vec<UpstreamNode>,
     /// The nodes of every other site.
@@ -327,7 +327,7 @@ impl Proxy {
     /// The nodes to try, in order, ejected nodes last (tried only if nothing else is left);
     /// or why there are none (answered 502 with the reason).
     fn candidates(&self, target: &Target) -> Result<Vec<Arc<Node>>, String> {
-        let ordered: Vec<Arc<Node>> = match target {
+        let mut ordered: Vec<Arc<Node>> = match target {
             Target::Local => self.local.clone(),
             Target::Legacy { server } => match self.legacy.get(server) {
                 Some(n) => vec![n.clone()],
@@ -353,22 +353,26 @@ impl Proxy {
         if ordered.is_empty() {
             return Err("no upstream configured for this request".into());
         }
-        let (mut up, down): (Vec<_>, Vec<_>) = ordered.into_iter().partition(|n| !self.is_out(n));
-        up.extend(down);
-        Ok(up)
+        // A stable sort: the order within the nodes in rotation, and within those out, holds.
+        ordered.sort_by_key(|n| self.is_out(n));
+        Ok(ordered)
     }
 
-    async fn forward_to(self: Arc<Self>, target: Target, request: Request<Body>) -> Response<Body> {
+    async fn forward_to(
+        self: Arc<Self>,
+        target: Target,
+        request: Request<Body>,
+        forwarded_for: HeaderValue,
+    ) -> Response<Body> {
         let nodes = match self.candidates(&target) {
             Ok(n) => n,
             Err(reason) => return responses::refuse(StatusCode::BAD_GATEWAY, &reason),
         };
-        let client_ip = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
         let (mut parts, body) = request.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
         headers::add_forwarding(
             &mut parts.headers,
-            client_ip,
+            &forwarded_for,
             &VIA_HEADER,
             &self.config.node_name,
         );
@@ -391,7 +395,7 @@ impl Proxy {
         let uri = parts.uri.clone();
         let path = uri.path();
         let mut parts = Some(parts);
-        let mut last_error = String::from("every node is at its limit of requests in flight");
+        let mut last_error = None;
         for (i, node) in nodes.iter().enumerate() {
             let Ok(permit) = node.in_flight.clone().try_acquire_owned() else {
                 continue;
@@ -421,8 +425,9 @@ impl Proxy {
             match answer {
                 Ok(response) => return relay(response, node),
                 Err(UpstreamError::Connect(e)) => {
-                    last_error = format!("{}: {}", node.spec.name, error_chain(&e));
-                    self.eject(node, &last_error);
+                    let error = format!("{}: {}", node.spec.name, error_chain(&e));
+                    self.eject(node, &error);
+                    last_error = Some(error);
                     if !replayable {
                         return responses::refuse(
                             StatusCode::BAD_GATEWAY,
@@ -442,7 +447,12 @@ impl Proxy {
         }
         let mut r = responses::refuse(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("no node of the target site is available (last: {last_error})"),
+            &format!(
+                "no node of the target site is available (last: {})",
+                last_error
+                    .as_deref()
+                    .unwrap_or("every node is at its limit of requests in flight")
+            ),
         );
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
@@ -481,7 +491,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Forward for Arc<Proxy> {
-    fn forward(&self, target: Target, request: Request<Body>) -> ResponseFuture {
-        Box::pin(self.clone().forward_to(target, request))
+    fn forward(&self, target: Target, request: Request<Body>, client: &Client) -> ResponseFuture {
+        Box::pin(
+            self.clone()
+                .forward_to(target, request, client.forwarded_for.clone()),
+        )
     }
 }

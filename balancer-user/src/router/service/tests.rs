@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::router::testing;
-use crate::router::testing::target;
+use crate::router::testing::{target, CLIENT};
 use base64::Engine as _;
 use http::header::HeaderName;
 
@@ -30,7 +30,7 @@ async fn r17_health_check_answers_200() {
         "/Microsoft-Server-ActiveSync/healthcheck.htm",
     ] {
         let r = router("usa")
-            .handle(request(Method::GET, path, &[], ""))
+            .handle(request(Method::GET, path, &[], ""), &CLIENT)
             .await;
         assert_eq!(r.status(), 200, "R17 {path}");
         assert_eq!(target(&r), "(answered by the router)");
@@ -40,12 +40,15 @@ async fn r17_health_check_answers_200() {
 #[tokio::test]
 async fn r20_loops_are_refused_and_responses_name_the_front_end() {
     let r = router("usa")
-        .handle(request(
-            Method::GET,
-            "/owa/",
-            &[(VIA_HEADER.as_str(), "europe-1, usa-1")],
-            "",
-        ))
+        .handle(
+            request(
+                Method::GET,
+                "/owa/",
+                &[(VIA_HEADER.as_str(), "europe-1, usa-1")],
+                "",
+            ),
+            &CLIENT,
+        )
         .await;
     assert_eq!(r.status(), StatusCode::LOOP_DETECTED, "R20 loop");
     assert_eq!(
@@ -56,12 +59,15 @@ async fn r20_loops_are_refused_and_responses_name_the_front_end() {
     let mut quiet = router("usa");
     quiet.settings.front_end = None;
     let r = quiet
-        .handle(request(
-            Method::GET,
-            "/owa/",
-            &[(VIA_HEADER.as_str(), "europe-1")],
-            "",
-        ))
+        .handle(
+            request(
+                Method::GET,
+                "/owa/",
+                &[(VIA_HEADER.as_str(), "europe-1")],
+                "",
+            ),
+            &CLIENT,
+        )
         .await;
     assert_eq!(r.status(), 200, "another router's name is no loop");
     assert!(
@@ -73,12 +79,15 @@ async fn r20_loops_are_refused_and_responses_name_the_front_end() {
 #[tokio::test]
 async fn r8_owa_for_europe_gets_the_link_page_and_an_affinity_cookie() {
     let r = router("usa")
-        .handle(request(
-            Method::GET,
-            "/owa/",
-            &[("X-AnchorMailbox", "europe-user@contoso.com")],
-            "",
-        ))
+        .handle(
+            request(
+                Method::GET,
+                "/owa/",
+                &[("X-AnchorMailbox", "europe-user@contoso.com")],
+                "",
+            ),
+            &CLIENT,
+        )
         .await;
     assert_eq!(r.status(), 200);
     let cookie = r.headers()[header::SET_COOKIE]
@@ -100,7 +109,10 @@ async fn r8_owa_for_europe_gets_the_link_page_and_an_affinity_cookie() {
     // R5: the cookie alone identifies the mailbox on the next request.
     let value = cookie.split(';').next().unwrap();
     let r = router("usa")
-        .handle(request(Method::GET, "/owa/", &[("Cookie", value)], ""))
+        .handle(
+            request(Method::GET, "/owa/", &[("Cookie", value)], ""),
+            &CLIENT,
+        )
         .await;
     assert!(
         text(r).await.contains("https://www.europe.contoso.com/owa"),
@@ -112,7 +124,7 @@ async fn r8_owa_for_europe_gets_the_link_page_and_an_affinity_cookie() {
 async fn r9_activesync_for_europe_answers_451() {
     let uri = "/Microsoft-Server-ActiveSync?Cmd=Sync&User=CONTOSO%5Ceurope-user&DeviceId=X";
     let r = router("usa")
-        .handle(request(Method::POST, uri, &[], ""))
+        .handle(request(Method::POST, uri, &[], ""), &CLIENT)
         .await;
     assert_eq!(r.status().as_u16(), 451, "R9");
     assert_eq!(
@@ -125,12 +137,15 @@ async fn r9_activesync_for_europe_answers_451() {
 #[tokio::test]
 async fn r8_owa_for_asia_is_proxied_with_the_logon_segment_stripped() {
     let r = router("usa")
-        .handle(request(
-            Method::GET,
-            "/owa/asia-user@contoso.com/inbox/?ae=Folder",
-            &[],
-            "",
-        ))
+        .handle(
+            request(
+                Method::GET,
+                "/owa/asia-user@contoso.com/inbox/?ae=Folder",
+                &[],
+                "",
+            ),
+            &CLIENT,
+        )
         .await;
     assert_eq!(
         target(&r),
@@ -146,12 +161,10 @@ async fn r8_owa_for_asia_is_proxied_with_the_logon_segment_stripped() {
 async fn r11_autodiscover_identity_comes_from_the_body_which_is_forwarded_whole() {
     let body = "<Autodiscover><Request><EMailAddress>asia-user@contoso.com</EMailAddress></Request></Autodiscover>";
     let r = router("usa")
-        .handle(request(
-            Method::POST,
-            "/autodiscover/autodiscover.xml",
-            &[],
-            body,
-        ))
+        .handle(
+            request(Method::POST, "/autodiscover/autodiscover.xml", &[], body),
+            &CLIENT,
+        )
         .await;
     assert!(target(&r).contains("\"asia\""), "R11: {}", target(&r));
     assert!(
@@ -161,12 +174,10 @@ async fn r11_autodiscover_identity_comes_from_the_body_which_is_forwarded_whole(
 
     let huge = format!("<Autodiscover>{}</Autodiscover>", " ".repeat(4096));
     let r = router("usa")
-        .handle(request(
-            Method::POST,
-            "/autodiscover/autodiscover.xml",
-            &[],
-            &huge,
-        ))
+        .handle(
+            request(Method::POST, "/autodiscover/autodiscover.xml", &[], &huge),
+            &CLIENT,
+        )
         .await;
     assert_eq!(
         r.status(),
@@ -182,12 +193,15 @@ async fn r13_and_r7_and_r5_reach_the_right_upstream() {
         base64::engine::general_purpose::STANDARD.encode("CONTOSO\\legacy-user:pw")
     );
     let r = router("usa")
-        .handle(request(
-            Method::GET,
-            "/exchange/legacy-user/",
-            &[("Authorization", &basic)],
-            "",
-        ))
+        .handle(
+            request(
+                Method::GET,
+                "/exchange/legacy-user/",
+                &[("Authorization", &basic)],
+                "",
+            ),
+            &CLIENT,
+        )
         .await;
     assert_eq!(
         target(&r),
@@ -195,25 +209,31 @@ async fn r13_and_r7_and_r5_reach_the_right_upstream() {
         "R13 via the DOMAIN\\user alias"
     );
     let r = router("usa")
-        .handle(request(
-            Method::GET,
-            "/owa/",
-            &[("X-AnchorMailbox", "usa-user@contoso.com")],
-            "",
-        ))
+        .handle(
+            request(
+                Method::GET,
+                "/owa/",
+                &[("X-AnchorMailbox", "usa-user@contoso.com")],
+                "",
+            ),
+            &CLIENT,
+        )
         .await;
     assert_eq!(target(&r), "Local", "R7");
     let r = router("usa")
-        .handle(request(Method::GET, "/owa/", &[], ""))
+        .handle(request(Method::GET, "/owa/", &[], ""), &CLIENT)
         .await;
     assert_eq!(target(&r), "Local", "R5: no identity");
     let r = router("usa")
-        .handle(request(
-            Method::GET,
-            "/owa/",
-            &[("X-AnchorMailbox", "nobody@contoso.com")],
-            "",
-        ))
+        .handle(
+            request(
+                Method::GET,
+                "/owa/",
+                &[("X-AnchorMailbox", "nobody@contoso.com")],
+                "",
+            ),
+            &CLIENT,
+        )
         .await;
     assert_eq!(target(&r), "Local", "R6: unknown to the directory");
 }
@@ -221,12 +241,15 @@ async fn r13_and_r7_and_r5_reach_the_right_upstream() {
 #[tokio::test]
 async fn refusals_are_proper_responses_with_a_reason() {
     let r = router("usa")
-        .handle(request(
-            Method::POST,
-            "/EWS/Exchange.asmx",
-            &[("X-AnchorMailbox", "rtm-user@contoso.com")],
-            "",
-        ))
+        .handle(
+            request(
+                Method::POST,
+                "/EWS/Exchange.asmx",
+                &[("X-AnchorMailbox", "rtm-user@contoso.com")],
+                "",
+            ),
+            &CLIENT,
+        )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_IMPLEMENTED, "R10");
     assert!(text(r).await.contains("2007 SP1"));
@@ -264,14 +287,14 @@ fn ews(body: &str, anchor: &str) -> Request<Body> {
 async fn r10_an_ews_request_opening_mailboxes_of_two_sites_is_refused() {
     let body = ews_get_folders(&["usa-user@contoso.com", "europe-user@contoso.com"]);
     let r = router("usa")
-        .handle(ews(&body, "usa-user@contoso.com"))
+        .handle(ews(&body, "usa-user@contoso.com"), &CLIENT)
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(text(r).await.contains("one site per request"));
 
     let body = ews_get_folders(&["europe-user@contoso.com"]);
     let r = router("usa")
-        .handle(ews(&body, "europe-user@contoso.com"))
+        .handle(ews(&body, "europe-user@contoso.com"), &CLIENT)
         .await;
     assert!(
         target(&r).starts_with("Site { site: \"europe\""),
@@ -291,7 +314,7 @@ async fn r10_the_availability_service_may_name_mailboxes_of_several_sites() {
         <MailboxData><Email><Address>usa-user@contoso.com</Address></Email></MailboxData>\
         </MailboxDataArray></GetUserAvailabilityRequest></Body></Envelope>";
     let r = router("usa")
-        .handle(ews(body, "usa-user@contoso.com"))
+        .handle(ews(body, "usa-user@contoso.com"), &CLIENT)
         .await;
     assert_eq!(target(&r), "Local");
 }
@@ -302,7 +325,7 @@ async fn r10_a_message_to_recipients_in_other_sites_is_not_a_second_mailbox() {
         <Mailbox><EmailAddress>europe-user@contoso.com</EmailAddress></Mailbox>\
         </ToRecipients></Message></Items></CreateItem></Body></Envelope>";
     let r = router("usa")
-        .handle(ews(body, "usa-user@contoso.com"))
+        .handle(ews(body, "usa-user@contoso.com"), &CLIENT)
         .await;
     assert_eq!(target(&r), "Local");
 }
