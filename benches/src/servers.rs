@@ -42,6 +42,11 @@ impl Server {
         pids
     }
 
+    /// The process started (nginx's master, or the only process).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory of the server's processes, in KiB.
     pub fn rss_kib(&self) -> u64 {
         self.pids().iter().map(|p| rss_of(*p)).sum()
@@ -117,6 +122,9 @@ pub struct Launcher<'a> {
     pub cpu: Option<String>,
     /// Where configurations and each server's log (`<name>.log`) go.
     pub dir: &'a Path,
+    /// Whether servers run under valgrind's callgrind, which counts the instructions they
+    /// execute (read with `callgrind_control`; see `l7::instructions`).
+    pub callgrind: bool,
 }
 
 impl Launcher<'_> {
@@ -133,6 +141,14 @@ impl Launcher<'_> {
 
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = self.prefix();
+        if self.callgrind {
+            // Counts are read while it runs; the profile written at exit is not needed.
+            cmd.args([
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+            ]);
+        }
         cmd.arg(program);
         cmd
     }

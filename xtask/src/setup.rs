@@ -190,8 +190,15 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",
 ];
 
-/// The peers and load generators of `cargo xtask bench`.
-pub const BENCH_PACKAGES: &[&str] = &["wrk", "nghttp2-client", "nginx", "haproxy", "nftables"];
+/// The peers and load generators of `cargo xtask bench`, and valgrind (instruction counts).
+pub const BENCH_PACKAGES: &[&str] = &[
+    "wrk",
+    "nghttp2-client",
+    "nginx",
+    "haproxy",
+    "nftables",
+    "valgrind",
+];
 
 /// Installs the `components` of `toolchain` that are missing.
 pub fn rustup_components(toolchain: &str, components: &[&str]) -> anyhow::Result<()> {

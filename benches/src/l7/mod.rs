@@ -19,9 +19,13 @@
 //!   without ExternalURL, proxied over HTTPS to that site's node (R8, CAS-CAS);
 //! - `l7.stream`: a large RPC_IN_DATA body uploaded through to a back end that reads it all
 //!   before answering: peak resident memory, MiB/s and CPU per GiB;
-//! - `l7.rss`: resident memory idle, and with N idle TLS connections open.
+//! - `l7.rss`: resident memory idle, and with N idle TLS connections open;
+//! - `l7.<case>.instructions`: user-space instructions per request of `l7.h1.keepalive`,
+//!   `l7.h2` and `l7.h1.redirect`, each proxy run again under callgrind ([`instructions`]):
+//!   a figure that the box's noise does not move.
 
 mod idle;
+mod instructions;
 mod load;
 mod servers;
 mod sink;
@@ -34,10 +38,13 @@ use balancer_tests::{netns::Netns, pki::Ca};
 use load::{Load, Shape};
 use std::{path::Path, time::Duration};
 
-/// The proxies' addresses in the namespace.
+/// The proxies' addresses in the namespace, and those of their instances under callgrind.
 const OURS: &str = "127.0.0.1:8443";
 const NGINX: &str = "127.0.0.1:8444";
 const HAPROXY: &str = "127.0.0.1:8445";
+const OURS_COUNTED: &str = "127.0.0.1:8453";
+const NGINX_COUNTED: &str = "127.0.0.1:8454";
+const HAPROXY_COUNTED: &str = "127.0.0.1:8455";
 
 struct Plan {
     /// Runs of each load per proxy, interleaved (the median is kept).
@@ -51,6 +58,8 @@ struct Plan {
     /// Uploads per proxy (the median is kept: the generator's core, shared by curl, the
     /// upstream and the sink, is the limit, and how they share it varies from run to run).
     stream_runs: usize,
+    /// Requests counted per case under callgrind (see `instructions`).
+    counted_requests: u64,
 }
 
 impl Plan {
@@ -87,6 +96,7 @@ impl Plan {
             idle_connections: if quick { 500 } else { 10_000 },
             stream_bytes: if quick { 64 << 20 } else { 1 << 30 },
             stream_runs: if quick { 1 } else { 3 },
+            counted_requests: if quick { 1_000 } else { 3_000 },
         }
     }
 }
@@ -98,6 +108,8 @@ struct Figures {
     rss_idle_kib: u64,
     idle_connections: usize,
     rss_connections_kib: u64,
+    /// User-space instructions per request in each of [`instructions::CASES`].
+    instructions: Vec<f64>,
 }
 
 pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Result<()> {
@@ -113,6 +125,8 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
     std::fs::create_dir_all(&dir)?;
     let pin_dir =
         std::path::PathBuf::from(format!("/sys/fs/bpf/balancer-bench-{}", std::process::id()));
+    // (bpffs takes no dot in a name)
+    let counted_pin_dir = std::path::PathBuf::from(format!("{}-callgrind", pin_dir.display()));
     let result = (|| {
         let ca = certificates(&dir)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -120,17 +134,19 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             netns: ns.name(),
             cpu: (cores >= 2).then(|| "0".to_string()),
             dir: &dir,
+            callgrind: false,
         };
         let generator = Launcher {
             netns: ns.name(),
             cpu: (cores >= 2).then(|| "1".to_string()),
             dir: &dir,
+            callgrind: false,
         };
         let _upstream = generator.upstream("upstream", servers::UPSTREAM)?;
         let _remote = generator.upstream("remote", servers::REMOTE)?;
         let _sink = sink::Sink::start(&ns, servers::SINK.parse()?, (cores >= 2).then_some(1))?;
         let servers = [
-            launcher.balancer(balancer, OURS, &pin_dir)?,
+            launcher.balancer(balancer, OURS, "bl0", &pin_dir)?,
             launcher.nginx_proxy(NGINX)?,
             launcher.haproxy(HAPROXY)?,
         ];
@@ -143,10 +159,34 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
                 measure_alone(server, loads, &generator, &plan, &ns, &ca, &dir)?,
             ));
         }
+        // Under callgrind, each alone, on the veth's other end and a pin directory of its own
+        // for the router's data plane.
+        let counted_dir = dir.join("callgrind");
+        std::fs::create_dir_all(&counted_dir)?;
+        for file in ["ca.pem", "front.pem", "front.key"] {
+            std::fs::copy(dir.join(file), counted_dir.join(file))?;
+        }
+        let counter = Launcher {
+            dir: &counted_dir,
+            callgrind: true,
+            ..launcher
+        };
+        type Start<'a> = Box<dyn Fn() -> anyhow::Result<Server> + 'a>;
+        let counted: [Start; 3] = [
+            Box::new(|| counter.balancer(balancer, OURS_COUNTED, "bl1", &counted_pin_dir)),
+            Box::new(|| counter.nginx_proxy(NGINX_COUNTED)),
+            Box::new(|| counter.haproxy(HAPROXY_COUNTED)),
+        ];
+        for ((name, figures), start) in figures.iter_mut().zip(counted) {
+            eprintln!("bench: L7 instructions per request of {name} (callgrind) ...");
+            figures.instructions =
+                instructions::count(&start()?, &generator, plan.counted_requests)?;
+        }
         record(results, &figures, &plan);
         Ok(())
     })();
     let _ = balancer_user::dataplane::detach(&pin_dir);
+    let _ = balancer_user::dataplane::detach(&counted_pin_dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -323,6 +363,7 @@ fn measure_alone(
         rss_idle_kib,
         idle_connections: count,
         rss_connections_kib,
+        instructions: Vec::new(),
     })
 }
 
@@ -373,6 +414,23 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
         ];
         for (key, a, b, how) in rows {
             compare_loads(results, plan, key, how, a, peer, b);
+        }
+        let counted = instructions::CASES.iter().zip(&ours.instructions);
+        for (((key, args, _), a), b) in counted.zip(&theirs.instructions) {
+            results.compare(
+                &format!("{key}.instructions"),
+                "instr",
+                *a,
+                peer,
+                *b,
+                &format!(
+                    "user-space instructions per request (valgrind's callgrind: the count \
+                     does not depend on how busy the box is), h2load {}, {} requests counted; \
+                     lower is better",
+                    args.join(" "),
+                    plan.counted_requests
+                ),
+            );
         }
         let mut compare = |key: &str, unit: &str, a: f64, b: f64, note: &str| {
             results.compare(key, unit, a, peer, b, note);

@@ -28,9 +28,15 @@ pub const REDIRECT_TO: &str = "https://www.europe.contoso.com/owa/";
 /// The L7 section's servers, each started by [`Launcher::start`].
 impl Launcher<'_> {
     /// nginx with `conf` (written to `<name>.conf`), in the foreground.
+    /// Under callgrind, nginx runs as one process (`master_process off`): the counts are
+    /// those of the process that serves.
     fn nginx(&self, name: &'static str, addr: &str, conf: &str) -> anyhow::Result<Server> {
         let path = self.file(&format!("{name}.conf"));
-        crate::provenance::write_config(&path, conf)?;
+        let conf = match self.callgrind {
+            true => format!("master_process off;\n{conf}"),
+            false => conf.to_string(),
+        };
+        crate::provenance::write_config(&path, &conf)?;
         let mut cmd = self.command("nginx");
         cmd.arg("-c").arg(&path).args(["-e", "stderr"]);
         self.start(name, addr, cmd)
@@ -76,7 +82,8 @@ impl Launcher<'_> {
     }
 
     /// HAProxy as the TLS-terminating reverse proxy, one thread, connections to the upstream
-    /// reused and verified against the CA, and the redirect of [`REDIRECTED_MAILBOX`] as a
+    /// reused (and kept while idle, as nginx's `keepalive` and the router keep theirs: by
+    /// default HAProxy closes half of them every 5 s) and verified against the CA, and the redirect of [`REDIRECTED_MAILBOX`] as a
     /// static rule. It reserves two descriptors per connection: under this box's hard limit of
     /// 20,000 open files, [`HAPROXY_MAX_CONNECTIONS`] is the most it accepts.
     pub fn haproxy(&self, addr: &str) -> anyhow::Result<Server> {
@@ -84,12 +91,17 @@ impl Launcher<'_> {
         let pem = std::fs::read_to_string(self.file("front.pem"))?
             + &std::fs::read_to_string(self.file("front.key"))?;
         std::fs::write(self.file("haproxy-front.pem"), pem)?;
+        // Valgrind keeps a few descriptors for itself: HAProxy could not raise its limit.
+        let limits = match self.callgrind {
+            true => "maxconn 1000".to_string(),
+            false => format!("maxconn {HAPROXY_MAX_CONNECTIONS}\n  ulimit-n 20000"),
+        };
         let conf = format!(
-            "global\n  nbthread 1\n  maxconn {HAPROXY_MAX_CONNECTIONS}\n  ulimit-n 20000\n\
+            "global\n  nbthread 1\n  {limits}\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n  timeout http-keep-alive 300s\n  http-reuse always\n\
              frontend fe\n  bind {addr} ssl crt {dir}/haproxy-front.pem alpn h2,http/1.1\n\
                http-request redirect location {REDIRECT_TO} code 302 if {{ req.hdr(x-anchormailbox) -m str {REDIRECTED_MAILBOX} }}\n  default_backend be\n\
-             backend be\n  server s1 {UPSTREAM} ssl verify required ca-file {dir}/ca.pem sni str({UPSTREAM_NAME}) alpn http/1.1\n"
+             backend be\n  server s1 {UPSTREAM} ssl verify required ca-file {dir}/ca.pem sni str({UPSTREAM_NAME}) alpn http/1.1 pool-purge-delay 300s\n"
         );
         let path = self.file("haproxy.cfg");
         crate::provenance::write_config(&path, &conf)?;
@@ -99,15 +111,22 @@ impl Launcher<'_> {
     }
 
     /// `balancer run` with the router alone on `addr` (its data plane attached to the
-    /// namespace's `bl0`), one worker thread like the peers.
-    pub fn balancer(&self, binary: &Path, addr: &str, pin_dir: &Path) -> anyhow::Result<Server> {
+    /// namespace's `interface`, its maps pinned under `pin_dir`), one worker thread like the
+    /// peers.
+    pub fn balancer(
+        &self,
+        binary: &Path,
+        addr: &str,
+        interface: &str,
+        pin_dir: &Path,
+    ) -> anyhow::Result<Server> {
         let dir = self.dir.display();
         let conf = format!(
             r#"[node]
 site = "usa"
 name = "usa-1"
 [dataplane]
-interfaces = ["bl0"]
+interfaces = ["{interface}"]
 xdp_mode = "native"
 pin_dir = "{pin}"
 ring_size = 4099

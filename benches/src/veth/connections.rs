@@ -251,6 +251,7 @@ pub fn measure(front: Front, warm_up: Duration, window: Duration) -> anyhow::Res
         netns: topology.node.name(),
         cpu: pin_node.map(|core| core.to_string()),
         dir: &dir,
+        callgrind: false,
     };
     let result = (|| {
         let mut servers = Vec::new();
