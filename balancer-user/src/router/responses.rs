@@ -68,7 +68,7 @@ fn html_escape(s: &str) -> String {
 }
 
 /// `text` as a header value, without copying it.
-fn header_value(text: String) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+pub fn header_value(text: String) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
     HeaderValue::from_maybe_shared(Bytes::from(text))
 }
 

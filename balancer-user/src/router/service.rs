@@ -51,10 +51,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(ip: IpAddr) -> Self {
-        let text = Bytes::from(ip.to_string());
         Self {
             ip,
-            forwarded_for: HeaderValue::from_maybe_shared(text)
+            forwarded_for: responses::header_value(ip.to_string())
                 .expect("an IP address is a header value"),
         }
     }

@@ -8,7 +8,7 @@
 //! counters zeroed before each (`callgrind_control`); the difference holds `counted` requests
 //! and no connection set-up, which both runs share. A first run as long as the longer one, not
 //! counted, opens the proxy's connections to the upstream, which the counted runs then reuse
-//! (HAProxy opens them over several runs: after a shorter first run, its h2 count was three
+//! (HAProxy opens them over several runs: after a shorter first run, its h2 count was 3.5
 //! times the steady one).
 
 use super::servers;
@@ -39,14 +39,14 @@ pub fn count(server: &Server, generator: &Launcher, counted: u64) -> anyhow::Res
         .map(|(_, args, mailbox)| {
             let header = mailbox.map(|m| format!("X-AnchorMailbox: {m}"));
             let run = |n| requests(generator, &url, args, header.as_deref(), n);
-            let count = |n| -> anyhow::Result<u64> {
+            let measured = |n| -> anyhow::Result<u64> {
                 control(server, &["--zero"])?;
                 run(n)?;
                 instructions(server)
             };
             run(SMALL + counted)?;
-            let small = count(SMALL)?;
-            let large = count(SMALL + counted)?;
+            let small = measured(SMALL)?;
+            let large = measured(SMALL + counted)?;
             if large <= small {
                 bail!(
                     "{} counted {large} instructions in the longer run, {small} in the shorter",

@@ -171,16 +171,15 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             callgrind: true,
             ..launcher
         };
-        type Start<'a> = Box<dyn Fn() -> anyhow::Result<Server> + 'a>;
-        let counted: [Start; 3] = [
-            Box::new(|| counter.balancer(balancer, OURS_COUNTED, "bl1", &counted_pin_dir)),
-            Box::new(|| counter.nginx_proxy(NGINX_COUNTED)),
-            Box::new(|| counter.haproxy(HAPROXY_COUNTED)),
-        ];
-        for ((name, figures), start) in figures.iter_mut().zip(counted) {
+        for (name, figures) in &mut figures {
             eprintln!("bench: L7 instructions per request of {name} (callgrind) ...");
-            figures.instructions =
-                instructions::count(&start()?, &generator, plan.counted_requests)?;
+            let server = match *name {
+                "balancer" => counter.balancer(balancer, OURS_COUNTED, "bl1", &counted_pin_dir),
+                "nginx" => counter.nginx_proxy(NGINX_COUNTED),
+                "haproxy" => counter.haproxy(HAPROXY_COUNTED),
+                other => anyhow::bail!("no instance under callgrind for {other}"),
+            }?;
+            figures.instructions = instructions::count(&server, &generator, plan.counted_requests)?;
         }
         record(results, &figures, &plan);
         Ok(())

@@ -3,8 +3,8 @@
 //! later requests without another identity still reach the mailbox's site. A cookie that does
 //! not verify is ignored.
 
+use crate::router::responses::header_value;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine as _};
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use ring::hmac;
 
@@ -47,7 +47,7 @@ pub fn set_cookie(key: &Key, mailbox: &str) -> HeaderValue {
     text.push('=');
     push_value(key, mailbox, &mut text);
     text.push_str(ATTRIBUTES);
-    HeaderValue::from_maybe_shared(Bytes::from(text)).expect("base64url and ASCII attributes")
+    header_value(text).expect("base64url and ASCII attributes")
 }
 
 fn push_value(key: &Key, mailbox: &str, text: &mut String) {

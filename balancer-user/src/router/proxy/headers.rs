@@ -1,7 +1,7 @@
 //! Headers on the way through: hop-by-hop headers are removed (RFC 9110 7.6.1), the
 //! forwarding headers added, and the chain of routers recorded for loop detection (R20).
 
-use bytes::Bytes;
+use crate::router::responses::header_value;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 /// Removed from every request and response; [`CONNECTION`] (first) also names others.
@@ -80,9 +80,7 @@ pub fn add_forwarding(
 /// that is not text is replaced.
 fn append(headers: &mut HeaderMap, name: HeaderName, next: &HeaderValue) {
     let joined = match (headers.get(&name).map(HeaderValue::to_str), next.to_str()) {
-        (Some(Ok(prior)), Ok(next)) => {
-            HeaderValue::from_maybe_shared(Bytes::from(format!("{prior}, {next}"))).ok()
-        }
+        (Some(Ok(prior)), Ok(next)) => header_value(format!("{prior}, {next}")).ok(),
         _ => None,
     };
     headers.insert(name, joined.unwrap_or_else(|| next.clone()));
