@@ -95,18 +95,26 @@ pub const WARM_UP: Duration = Duration::from_millis(250);
 
 /// wrk's script: its `--latency` table stops at the 99th percentile; this prints the 99.9th
 /// (microseconds) and the rate over the timed part of the run when the run is done. With
-/// `first_requests`, that many first requests (one per connection) wait [`WARM_UP`].
+/// `first_requests`, that many first requests (one per connection) wait [`WARM_UP`]. Only then
+/// has it a `delay` hook: with one, wrk sends every request from a timer on the next pass of
+/// its event loop rather than at once.
 fn wrk_script(first_requests: u32) -> String {
     let wait = match first_requests {
         0 => 0,
         _ => WARM_UP.as_millis(),
     };
+    let delay = match first_requests {
+        0 => String::new(),
+        n => format!(
+            "local waiting = {n}\n\
+             delay = function()\n  \
+               if waiting > 0 then waiting = waiting - 1; return {wait} end\n  \
+               return 0\n\
+             end\n"
+        ),
+    };
     format!(
-        "local waiting = {first_requests}\n\
-         delay = function()\n  \
-           if waiting > 0 then waiting = waiting - 1; return {wait} end\n  \
-           return 0\n\
-         end\n\
+        "{delay}\
          done = function(summary, latency, requests)\n  \
            io.write(string.format(\"p99.9 %d\\n\", latency:percentile(99.9)))\n  \
            io.write(string.format(\"timed %d %d\\n\", summary.requests, summary.duration - {wait} * 1000))\n\
@@ -279,6 +287,15 @@ pub fn parse_h2load(text: &str) -> Option<Load> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_warmed_loads_have_a_delay_hook() {
+        assert!(!wrk_script(0).contains("delay"), "{}", wrk_script(0));
+        assert!(wrk_script(0).contains("duration - 0 * 1000"));
+        let warmed = wrk_script(50);
+        assert!(warmed.contains("local waiting = 50") && warmed.contains("return 250"));
+        assert!(warmed.contains("duration - 250 * 1000"));
+    }
 
     #[test]
     fn wrk_output_is_read() {
