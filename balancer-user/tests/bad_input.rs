@@ -1,7 +1,7 @@
 //! Bad input at the HTTPS front, with a raw TLS client: request smuggling attempts (both
 //! Content-Length and Transfer-Encoding: framed by Transfer-Encoding and the connection closed,
-//! as RFC 9112 6.3 allows), invalid chunking, headers sent too slowly, and a
-//! flood of idle connections up to the cap. Each gets the right status or a close; nothing
+//! as RFC 9112 6.3 allows), invalid chunking, too many headers, headers sent too slowly, and
+//! a flood of idle connections up to the cap. Each gets the right status or a close; nothing
 //! malformed reaches an upstream; legitimate requests in the same test still succeed.
 
 mod common;
@@ -274,4 +274,47 @@ async fn idle_http2_connections_are_closed_after_the_idle_timeout() {
     );
     let r = front.exchange(GOOD, Duration::from_secs(5)).await;
     assert_eq!(status(&r), "200", "{r}");
+}
+
+/// A request of `count` header lines in all (Host and Connection included).
+fn with_headers(count: usize) -> Vec<u8> {
+    let mut raw = String::from("GET /owa/ HTTP/1.1\r\nHost: www.usa.contoso.com\r\n");
+    for i in 0..count - 2 {
+        raw.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    raw.push_str("Connection: close\r\n\r\n");
+    raw.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_headers_are_refused_at_the_default_limit_and_a_configured_one() {
+    for max_headers in [Limits::default().max_headers, 20] {
+        let front = start(Limits {
+            max_headers,
+            ..Limits::default()
+        })
+        .await;
+        let r = front
+            .exchange(&with_headers(max_headers + 1), Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            status(&r),
+            "431",
+            "{} headers of {max_headers}: {r}",
+            max_headers + 1
+        );
+        assert_eq!(
+            front.reached.load(Ordering::SeqCst),
+            0,
+            "refused before any upstream"
+        );
+        let r = front
+            .exchange(&with_headers(max_headers), Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            status(&r),
+            "200",
+            "{max_headers} headers of {max_headers}: {r}"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use super::{
     server::Limits,
 };
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::{server::conn::http1, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use std::{convert::Infallible, future::Future, sync::Arc};
 use tokio::net::TcpListener;
 use tracing::debug;
@@ -60,11 +60,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let listener = CappedListener::new(listener, limits.max_connections);
-    let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    let h1 = Arc::new(h1);
+    let h1 = Arc::new(limits.http1());
     tokio::pin!(shutdown);
     while let Some(Accepted { tcp, peer, permit }) = listener.next(&mut shutdown).await {
         let (h1, front_end) = (h1.clone(), front_end.clone());
