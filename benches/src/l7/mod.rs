@@ -75,7 +75,7 @@ impl Plan {
     fn new(quick: bool) -> Self {
         let secs = Duration::from_secs(if quick { 1 } else { 4 });
         Self {
-            rounds: if quick { 1 } else { 3 },
+            rounds: if quick { 1 } else { 5 },
             keepalive: Shape {
                 connections: 50,
                 duration: secs,
