@@ -22,7 +22,8 @@ struct NameTarget;
 
 impl Forward for NameTarget {
     fn forward(&self, target: Target, _request: Request<Body>, client: &Client) -> ResponseFuture {
-        let body = Full::new(Bytes::from(format!("{target:?} from {}", client.ip)))
+        let from = client.forwarded_for.to_str().unwrap_or("(not text)");
+        let body = Full::new(Bytes::from(format!("{target:?} from {from}")))
             .map_err(|n| -> BodyError { match n {} })
             .boxed();
         Box::pin(async move { Response::new(body) })

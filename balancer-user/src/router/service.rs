@@ -44,15 +44,14 @@ pub trait Forward: Send + Sync + 'static {
 /// The client a request comes from, as the proxy names it upstream (X-Forwarded-For).
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub ip: IpAddr,
-    /// `ip` as a header value: made once per connection rather than formatted per request.
+    /// The client's IP address as a header value: made once per connection rather than
+    /// formatted per request.
     pub forwarded_for: HeaderValue,
 }
 
 impl Client {
     pub fn new(ip: IpAddr) -> Self {
         Self {
-            ip,
             forwarded_for: responses::header_value(ip.to_string())
                 .expect("an IP address is a header value"),
         }

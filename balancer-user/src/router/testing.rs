@@ -9,10 +9,7 @@
 //! | legacy | no              | 2003     | (none; HTTP back end)  |
 //! | rtm    | no              | 2007 RTM | (none; extra, for R10) |
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
@@ -31,7 +28,6 @@ use super::{
 
 /// The client the tests' requests come from (TEST-NET-1).
 pub const CLIENT: Client = Client {
-    ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
     forwarded_for: HeaderValue::from_static("192.0.2.7"),
 };
 

@@ -99,19 +99,19 @@ pub const WARM_UP: Duration = Duration::from_millis(250);
 /// has it a `delay` hook: with one, wrk sends every request from a timer on the next pass of
 /// its event loop rather than at once.
 fn wrk_script(first_requests: u32) -> String {
-    let wait = match first_requests {
-        0 => 0,
-        _ => WARM_UP.as_millis(),
-    };
-    let delay = match first_requests {
-        0 => String::new(),
-        n => format!(
-            "local waiting = {n}\n\
-             delay = function()\n  \
-               if waiting > 0 then waiting = waiting - 1; return {wait} end\n  \
-               return 0\n\
-             end\n"
-        ),
+    let (wait, delay) = match first_requests {
+        0 => (0, String::new()),
+        n => {
+            let wait = WARM_UP.as_millis();
+            let delay = format!(
+                "local waiting = {n}\n\
+                 delay = function()\n  \
+                   if waiting > 0 then waiting = waiting - 1; return {wait} end\n  \
+                   return 0\n\
+                 end\n"
+            );
+            (wait, delay)
+        }
     };
     format!(
         "{delay}\

@@ -84,8 +84,9 @@ impl Launcher<'_> {
     /// HAProxy as the TLS-terminating reverse proxy, one thread, connections to the upstream
     /// reused (and kept while idle, as nginx's `keepalive` and the router keep theirs: by
     /// default HAProxy closes half of them every 5 s) and verified against the CA, and the
-    /// redirect of [`REDIRECTED_MAILBOX`] as a static rule. It reserves two descriptors per connection: under this box's hard limit of
-    /// 20,000 open files, [`HAPROXY_MAX_CONNECTIONS`] is the most it accepts.
+    /// redirect of [`REDIRECTED_MAILBOX`] as a static rule. It reserves two descriptors per
+    /// connection: under this box's hard limit of 20,000 open files,
+    /// [`HAPROXY_MAX_CONNECTIONS`] is the most it accepts.
     pub fn haproxy(&self, addr: &str) -> anyhow::Result<Server> {
         let dir = self.dir.display();
         let pem = std::fs::read_to_string(self.file("front.pem"))?
