@@ -5,6 +5,7 @@
 //! its processes. The sections write their servers' configurations; this module runs them.
 
 use anyhow::bail;
+use procfs::process::Process;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -28,18 +29,18 @@ pub struct Server {
 
 impl Server {
     /// The server's processes: it and its children (nginx's worker is a child of the master).
-    fn pids(&self) -> Vec<u32> {
-        let mut pids = vec![self.child.id()];
-        if let Ok(children) =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
-        {
-            pids.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
-        }
-        pids
+    fn processes(&self) -> Vec<Process> {
+        let Ok(main) = Process::new(self.child.id() as i32) else {
+            return Vec::new();
+        };
+        let children = main
+            .task_main_thread()
+            .and_then(|t| t.children())
+            .unwrap_or_default();
+        let children = children
+            .into_iter()
+            .filter_map(|p| Process::new(p as i32).ok());
+        std::iter::once(main).chain(children).collect()
     }
 
     /// The process started (nginx's master, or the only process).
@@ -49,12 +50,14 @@ impl Server {
 
     /// Resident memory of the server's processes, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        self.pids().iter().map(|p| rss_of(*p)).sum()
+        let rss = |p: &Process| p.status().ok().and_then(|s| s.vmrss).unwrap_or(0);
+        self.processes().iter().map(rss).sum()
     }
 
     /// CPU time the server's processes have used (user and system), in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
-        self.pids().iter().map(|p| cpu_ticks_of(*p)).sum()
+        let ticks = |p: &Process| p.stat().map_or(0, |s| s.utime + s.stime);
+        self.processes().iter().map(ticks).sum()
     }
 }
 
@@ -74,45 +77,9 @@ impl Drop for Server {
     }
 }
 
-/// `utime + stime` of `/proc/<pid>/stat` (fields 14 and 15), in clock ticks.
-fn cpu_ticks_of(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
-    let field = |n: usize| {
-        fields
-            .get(n - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(14) + field(15)
-}
-
-/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux).
+/// Clock ticks per second of `/proc/<pid>/stat` and `/proc/stat` (100 on Linux).
 pub fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+    procfs::ticks_per_second() as f64
 }
 
 /// How to start processes: in the namespace, on a core.
