@@ -12,6 +12,7 @@ mod l7;
 mod provenance;
 mod report;
 mod servers;
+mod steal;
 mod tables;
 mod threads;
 mod veth;

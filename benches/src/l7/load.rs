@@ -20,6 +20,8 @@ pub struct Load {
     pub cpu_us_per_request: f64,
     /// Requests were timed once every connection was open ([`Shape::warm_up`]).
     pub warmed_up: bool,
+    /// The share of the cores' time the hypervisor took during the run ([`crate::steal`]).
+    pub stolen: f64,
 }
 
 /// The median of `values` (the mean of the middle two for an even count; 0 for none).
@@ -46,6 +48,7 @@ impl Load {
             requests: runs.iter().map(|l| l.requests).sum(),
             cpu_us_per_request: median(|l| l.cpu_us_per_request),
             warmed_up: runs.iter().all(|l| l.warmed_up) && !runs.is_empty(),
+            stolen: median(|l| l.stolen),
         }
     }
 }
@@ -351,6 +354,7 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
             requests: 100,
             cpu_us_per_request: cpu,
             warmed_up: true,
+            stolen: cpu / 1000.0,
         };
         let odd = Load::median(&[
             run(10.0, 9.0, 50.0, Some(3.0)),
@@ -363,6 +367,7 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
         );
         assert_eq!((odd.p999_ms, odd.requests, odd.errors), (Some(2.0), 300, 3));
         assert!(odd.warmed_up);
+        assert_eq!(odd.stolen, 0.06);
         let even = Load::median(&[run(10.0, 2.0, 50.0, None), run(20.0, 4.0, 70.0, Some(1.0))]);
         assert_eq!(
             (even.requests_per_s, even.p99_ms, even.p999_ms),

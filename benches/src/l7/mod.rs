@@ -33,6 +33,7 @@ mod stream;
 
 use crate::report::Results;
 use crate::servers::{Launcher, Server};
+use crate::steal;
 use anyhow::Context as _;
 use balancer_tests::{netns::Netns, pki::Ca};
 use load::{Load, Shape};
@@ -46,9 +47,17 @@ const OURS_COUNTED: &str = "127.0.0.1:8453";
 const NGINX_COUNTED: &str = "127.0.0.1:8454";
 const HAPROXY_COUNTED: &str = "127.0.0.1:8455";
 
+/// A load run during which the hypervisor took more than this share of the cores' time (the
+/// proxies' and the generator's) is run again, up to [`Plan::attempts`] runs: stolen time
+/// stalls every request in flight at once, and the p99 of a run follows it ([`crate::steal`]).
+const STEAL_LIMIT: f64 = 0.02;
+
 struct Plan {
     /// Runs of each load per proxy, interleaved (the median is kept).
     rounds: usize,
+    /// Runs allowed for one of those while the hypervisor takes more than [`STEAL_LIMIT`] of
+    /// the cores' time (the run that lost least is kept).
+    attempts: usize,
     keepalive: Shape,
     handshake: Shape,
     h2: Shape,
@@ -66,9 +75,17 @@ impl Plan {
     /// How each load figure was made, for the report.
     fn runs(&self) -> String {
         let secs = self.keepalive.duration.as_secs();
-        match self.rounds {
+        let runs = match self.rounds {
             1 => format!("one run of {secs} s"),
             n => format!("the median of {n} interleaved runs of {secs} s"),
+        };
+        match self.attempts {
+            1 => runs,
+            n => format!(
+                "{runs}, each run again (up to {n} times, the least stolen kept) while the \
+                 hypervisor took more than {:.0}% of the cores' time",
+                STEAL_LIMIT * 100.0
+            ),
         }
     }
 
@@ -76,6 +93,7 @@ impl Plan {
         let secs = Duration::from_secs(if quick { 1 } else { 4 });
         Self {
             rounds: if quick { 1 } else { 5 },
+            attempts: if quick { 1 } else { 3 },
             keepalive: Shape {
                 connections: 50,
                 duration: secs,
@@ -150,7 +168,13 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             launcher.nginx_proxy(NGINX)?,
             launcher.haproxy(HAPROXY)?,
         ];
-        let loads = loads(&servers, &generator, &plan, &dir)?;
+        // The cores whose stolen time counts: the proxies' and the generator's.
+        let cores: Vec<usize> = [&launcher.cpu, &generator.cpu]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        let loads = loads(&servers, &generator, &plan, &cores, &dir)?;
         let mut figures = Vec::new();
         for (server, loads) in servers.iter().zip(loads) {
             eprintln!("bench: L7 streaming and memory of {} ...", server.name);
@@ -231,6 +255,7 @@ fn loads(
     servers: &[Server],
     generator: &Launcher,
     plan: &Plan,
+    cores: &[usize],
     dir: &Path,
 ) -> anyhow::Result<Vec<Loads>> {
     // A short warm-up: connections to the upstream, caches.
@@ -251,7 +276,7 @@ fn loads(
         .collect();
     let each = |case, servers: &[&Server]| {
         eprintln!("bench: L7 {case:?}, {} rounds ...", plan.rounds);
-        interleaved(servers, plan.rounds, |server| {
+        interleaved(servers, plan, cores, |server| {
             run_case(case, server, generator, plan, dir)
         })
     };
@@ -278,26 +303,62 @@ fn loads(
         .collect()
 }
 
-/// `rounds` runs of `run` through each of `servers`, round `r` starting with server `r` (so
-/// that no proxy always runs first or right after the same one); the median per server.
+/// [`Plan::rounds`] runs of `run` through each of `servers`, round `r` starting with server `r`
+/// (so that no proxy always runs first or right after the same one); the median per server.
 fn interleaved(
     servers: &[&Server],
-    rounds: usize,
+    plan: &Plan,
+    cores: &[usize],
     mut run: impl FnMut(&Server) -> anyhow::Result<Load>,
 ) -> anyhow::Result<Vec<Load>> {
     let mut runs = vec![Vec::new(); servers.len()];
-    for round in 0..rounds {
+    for round in 0..plan.rounds {
         for k in 0..servers.len() {
             let i = (round + k) % servers.len();
-            let load = run(servers[i])?;
+            let load = least_stolen(servers[i].name, plan.attempts, || {
+                let before = steal::Ticks::now(cores);
+                let load = run(servers[i])?;
+                let stolen = before.share_stolen_until(steal::Ticks::now(cores));
+                Ok(Load { stolen, ..load })
+            })?;
             eprintln!(
-                "bench:   {}: {:.0} req/s, {:.1} us CPU per request, p99 {:.1} ms",
-                servers[i].name, load.requests_per_s, load.cpu_us_per_request, load.p99_ms
+                "bench:   {}: {:.0} req/s, {:.1} us CPU per request, p99 {:.1} ms, {:.1}% stolen",
+                servers[i].name,
+                load.requests_per_s,
+                load.cpu_us_per_request,
+                load.p99_ms,
+                load.stolen * 100.0
             );
             runs[i].push(load);
         }
     }
     Ok(runs.iter().map(|r| Load::median(r)).collect())
+}
+
+/// `run`, run again while the hypervisor took more than [`STEAL_LIMIT`] of the cores' time
+/// during it ([`Load::stolen`]), up to `attempts` runs; the run that lost least is kept.
+fn least_stolen(
+    name: &str,
+    attempts: usize,
+    mut run: impl FnMut() -> anyhow::Result<Load>,
+) -> anyhow::Result<Load> {
+    let mut kept: Option<Load> = None;
+    for attempt in 1..=attempts.max(1) {
+        let load = run()?;
+        if load.stolen <= STEAL_LIMIT {
+            return Ok(load);
+        }
+        if attempt < attempts {
+            eprintln!(
+                "bench:   {name}: {:.1}% of the cores' time stolen during the run: run again",
+                load.stolen * 100.0
+            );
+        }
+        if kept.as_ref().is_none_or(|k| load.stolen < k.stolen) {
+            kept = Some(load);
+        }
+    }
+    kept.context("no run")
 }
 
 /// One run of `case` through `server`, with the CPU it cost.
@@ -506,10 +567,13 @@ fn compare_loads(
         ours.requests_per_s,
         theirs.requests_per_s,
         &format!(
-            "{how}{timed}; {}; higher is better; errors {} vs {}",
+            "{how}{timed}; {}; higher is better; errors {} vs {}; stolen by the hypervisor \
+             during the runs kept (median) {:.1}% vs {:.1}%",
             plan.runs(),
             ours.errors,
-            theirs.errors
+            theirs.errors,
+            ours.stolen * 100.0,
+            theirs.stolen * 100.0
         ),
     );
     compare(
@@ -533,4 +597,39 @@ fn raise_open_files(limit: u64) -> anyhow::Result<()> {
     let target = limit.min(hard).max(soft);
     setrlimit(Resource::RLIMIT_NOFILE, target, hard).context("raising RLIMIT_NOFILE")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `least_stolen` over runs that lose these shares, in turn: the one kept and how many ran.
+    fn kept(attempts: usize, stolen: &[f64]) -> (f64, usize) {
+        let mut ran = 0;
+        let load = least_stolen("test", attempts, || {
+            ran += 1;
+            Ok(Load {
+                stolen: stolen[ran - 1],
+                ..Load::default()
+            })
+        })
+        .unwrap();
+        (load.stolen, ran)
+    }
+
+    #[test]
+    fn a_run_that_lost_little_is_kept_at_once() {
+        assert_eq!(kept(3, &[0.01, 0.0]), (0.01, 1));
+    }
+
+    #[test]
+    fn a_run_that_lost_much_is_run_again_until_one_loses_little() {
+        assert_eq!(kept(3, &[0.05, 0.015, 0.0]), (0.015, 2));
+    }
+
+    #[test]
+    fn after_the_last_attempt_the_run_that_lost_least_is_kept() {
+        assert_eq!(kept(3, &[0.05, 0.03, 0.04]), (0.03, 3));
+        assert_eq!(kept(1, &[0.05]), (0.05, 1));
+    }
 }
