@@ -50,7 +50,7 @@ const HAPROXY_COUNTED: &str = "127.0.0.1:8455";
 /// A load run during which the hypervisor took more than this share of the cores' time (the
 /// proxies' and the generator's) is run again, up to [`Plan::attempts`] runs: stolen time
 /// stalls every request in flight at once, and the p99 of a run follows it ([`crate::steal`]).
-const STEAL_LIMIT: f64 = 0.02;
+const STEAL_LIMIT: f64 = 0.01;
 
 struct Plan {
     /// Runs of each load per proxy, interleaved (the median is kept).
@@ -93,7 +93,7 @@ impl Plan {
         let secs = Duration::from_secs(if quick { 1 } else { 4 });
         Self {
             rounds: if quick { 1 } else { 5 },
-            attempts: if quick { 1 } else { 3 },
+            attempts: if quick { 1 } else { 4 },
             keepalive: Shape {
                 connections: 50,
                 duration: secs,
