@@ -617,19 +617,22 @@ mod tests {
         (load.stolen, ran)
     }
 
+    const LITTLE: f64 = STEAL_LIMIT;
+    const MUCH: f64 = STEAL_LIMIT * 3.0;
+
     #[test]
     fn a_run_that_lost_little_is_kept_at_once() {
-        assert_eq!(kept(3, &[0.01, 0.0]), (0.01, 1));
+        assert_eq!(kept(3, &[LITTLE, 0.0]), (LITTLE, 1));
     }
 
     #[test]
     fn a_run_that_lost_much_is_run_again_until_one_loses_little() {
-        assert_eq!(kept(3, &[0.05, 0.015, 0.0]), (0.015, 2));
+        assert_eq!(kept(3, &[MUCH, LITTLE / 2.0, 0.0]), (LITTLE / 2.0, 2));
     }
 
     #[test]
     fn after_the_last_attempt_the_run_that_lost_least_is_kept() {
-        assert_eq!(kept(3, &[0.05, 0.03, 0.04]), (0.03, 3));
-        assert_eq!(kept(1, &[0.05]), (0.05, 1));
+        assert_eq!(kept(3, &[MUCH, MUCH / 2.0, MUCH * 0.75]), (MUCH / 2.0, 3));
+        assert_eq!(kept(1, &[MUCH]), (MUCH, 1));
     }
 }
