@@ -7,7 +7,8 @@
 //! idle one costs nothing) so that the load runs interleave: every kind of load runs
 //! [`Plan::rounds`] times per proxy, each round in another order, and the median of each figure
 //! is kept. A noisy moment of this shared box then weighs on one run of one proxy, not on all
-//! of its figures. Measured per proxy:
+//! of its figures; a run during which the hypervisor took the cores for more than
+//! [`STEAL_LIMIT`] of the time is run again ([`least_stolen`]). Measured per proxy:
 //! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99,
 //!   p99.9, timed once every connection is open (`Shape::warm_up`; so are `l7.h2`,
 //!   `l7.h1.redirect` and `l7.h1.proxied`);
