@@ -54,10 +54,11 @@ impl Server {
         self.processes().iter().map(rss).sum()
     }
 
-    /// CPU time the server's processes have used (user and system), in clock ticks.
-    pub fn cpu_ticks(&self) -> u64 {
+    /// CPU time the server's processes have used (user and system), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
         let ticks = |p: &Process| p.stat().map_or(0, |s| s.utime + s.stime);
-        self.processes().iter().map(ticks).sum()
+        let total: u64 = self.processes().iter().map(ticks).sum();
+        total as f64 / procfs::ticks_per_second() as f64
     }
 }
 
@@ -75,11 +76,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Clock ticks per second of `/proc/<pid>/stat` and `/proc/stat` (100 on Linux).
-pub fn clock_ticks_per_second() -> f64 {
-    procfs::ticks_per_second() as f64
 }
 
 /// How to start processes: in the namespace, on a core.

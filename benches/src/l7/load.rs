@@ -68,7 +68,7 @@ pub fn costed(
     server: &crate::servers::Server,
     load: impl FnOnce() -> anyhow::Result<Load>,
 ) -> anyhow::Result<Load> {
-    let before = server.cpu_ticks();
+    let before = server.cpu_seconds();
     let mut measured = load()?;
     // Figures of a proxy that mostly failed would mean nothing: the harness is broken.
     if measured.requests == 0 || measured.errors * 2 > measured.requests {
@@ -79,8 +79,7 @@ pub fn costed(
             measured.errors
         );
     }
-    let ticks = server.cpu_ticks().saturating_sub(before) as f64;
-    let micros = ticks * 1e6 / crate::servers::clock_ticks_per_second();
+    let micros = (server.cpu_seconds() - before).max(0.0) * 1e6;
     measured.cpu_us_per_request = micros / measured.requests.max(1) as f64;
     Ok(measured)
 }

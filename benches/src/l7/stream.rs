@@ -70,7 +70,7 @@ fn upload(
         ))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let cpu_before = server.cpu_ticks();
+    let cpu_before = server.cpu_seconds();
     crate::provenance::command(&curl);
     let mut child = curl.spawn().context("running curl")?;
     let mut peak_rss_kib = 0;
@@ -79,8 +79,7 @@ fn upload(
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output()?;
-    let cpu_s = server.cpu_ticks().saturating_sub(cpu_before) as f64
-        / crate::servers::clock_ticks_per_second();
+    let cpu_s = (server.cpu_seconds() - cpu_before).max(0.0);
     let text = String::from_utf8_lossy(&out.stdout);
     let mut fields = text.split_whitespace();
     let status = fields.next().unwrap_or_default();
