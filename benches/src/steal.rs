@@ -17,7 +17,9 @@ pub struct Ticks {
 
 impl Ticks {
     /// Now, summed over `cores` (the whole box when empty; zero if `/proc/stat` cannot be
-    /// read, when the share stolen reads as 0).
+    /// read, when the share stolen reads as 0). A core is found by its place among the
+    /// `cpuN` lines, which is its number while every core is online (`/proc/stat` leaves
+    /// offline cores out).
     pub fn now(cores: &[usize]) -> Self {
         let Ok(stats) = KernelStats::current() else {
             return Self::default();
