@@ -49,6 +49,10 @@ pub struct Machine {
     pub kernel: String,
     pub cpu: String,
     pub cores: usize,
+    /// How idle cores sleep: the `cpuidle` driver and governor, and for `haltpoll` (a
+    /// virtual machine's guest) how long a core polls before it halts. A core that halts in
+    /// a virtual machine loses time to the hypervisor when it wakes ([`crate::steal`]).
+    pub cpuidle: String,
 }
 
 impl Machine {
@@ -66,7 +70,33 @@ impl Machine {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        Self { kernel, cpu, cores }
+        Self {
+            kernel,
+            cpu,
+            cores,
+            cpuidle: cpuidle(),
+        }
+    }
+}
+
+fn cpuidle() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let Some(driver) = read("/sys/devices/system/cpu/cpuidle/current_driver") else {
+        return "no cpuidle driver".into();
+    };
+    let governor = read("/sys/devices/system/cpu/cpuidle/current_governor_ro")
+        .or_else(|| read("/sys/devices/system/cpu/cpuidle/current_governor"))
+        .unwrap_or_else(|| "unknown".into());
+    match read("/sys/module/haltpoll/parameters/guest_halt_poll_ns") {
+        Some(ns) if driver == "haltpoll" => {
+            format!("{driver} (governor {governor}, guest_halt_poll_ns {ns})")
+        }
+        _ => format!("{driver} (governor {governor})"),
     }
 }
 
@@ -114,8 +144,8 @@ impl Results {
         );
         let _ = writeln!(
             md,
-            "Machine: {} ({} cores), kernel {}. Command: `{}`.\n",
-            m.cpu, m.cores, m.kernel, self.command
+            "Machine: {} ({} cores), kernel {}, cpuidle {}. Command: `{}`.\n",
+            m.cpu, m.cores, m.kernel, m.cpuidle, self.command
         );
         let _ = writeln!(md, "Peers and load generators:\n");
         for (tool, version) in &self.tools {

@@ -1,6 +1,7 @@
 //! The load generators: wrk (HTTP/1.1) and h2load (HTTP/2), run in the bench namespace on their
 //! own core, and what they print read back.
 
+use crate::steal::Shares;
 use anyhow::{bail, Context as _};
 use std::{path::Path, process::Command, time::Duration};
 
@@ -22,6 +23,9 @@ pub struct Load {
     pub warmed_up: bool,
     /// The share of the cores' time the hypervisor took during the run ([`crate::steal`]).
     pub stolen: f64,
+    /// How the proxies' core spent the run: a core that sleeps loses time to the hypervisor
+    /// when it wakes ([`crate::steal`]).
+    pub proxy_core: Shares,
 }
 
 /// The median of `values` (the mean of the middle two for an even count; 0 for none).
@@ -49,6 +53,10 @@ impl Load {
             cpu_us_per_request: median(|l| l.cpu_us_per_request),
             warmed_up: runs.iter().all(|l| l.warmed_up) && !runs.is_empty(),
             stolen: median(|l| l.stolen),
+            proxy_core: Shares {
+                stolen: median(|l| l.proxy_core.stolen),
+                idle: median(|l| l.proxy_core.idle),
+            },
         }
     }
 }
@@ -354,6 +362,10 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
             cpu_us_per_request: cpu,
             warmed_up: true,
             stolen: cpu / 1000.0,
+            proxy_core: Shares {
+                stolen: cpu / 2000.0,
+                idle: p99 / 10.0,
+            },
         };
         let odd = Load::median(&[
             run(10.0, 9.0, 50.0, Some(3.0)),
@@ -367,6 +379,7 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
         assert_eq!((odd.p999_ms, odd.requests, odd.errors), (Some(2.0), 300, 3));
         assert!(odd.warmed_up);
         assert_eq!(odd.stolen, 0.06);
+        assert_eq!((odd.proxy_core.stolen, odd.proxy_core.idle), (0.03, 0.5));
         let even = Load::median(&[run(10.0, 2.0, 50.0, None), run(20.0, 4.0, 70.0, Some(1.0))]);
         assert_eq!(
             (even.requests_per_s, even.p99_ms, even.p999_ms),

@@ -34,7 +34,7 @@ mod stream;
 
 use crate::report::Results;
 use crate::servers::{Launcher, Server};
-use crate::steal;
+use crate::steal::Ticks;
 use anyhow::Context as _;
 use balancer_tests::{netns::Netns, pki::Ca};
 use load::{Load, Shape};
@@ -169,12 +169,15 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             launcher.nginx_proxy(NGINX)?,
             launcher.haproxy(HAPROXY)?,
         ];
-        // The cores whose stolen time counts: the proxies' and the generator's.
-        let cores: Vec<usize> = [&launcher.cpu, &generator.cpu]
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.parse().ok())
-            .collect();
+        let pinned = |cpus: &[&Option<String>]| -> Vec<usize> {
+            cpus.iter()
+                .filter_map(|c| c.as_deref()?.parse().ok())
+                .collect()
+        };
+        let cores = Cores {
+            all: pinned(&[&launcher.cpu, &generator.cpu]),
+            proxies: pinned(&[&launcher.cpu]),
+        };
         let loads = loads(&servers, &generator, &plan, &cores, &dir)?;
         let mut figures = Vec::new();
         for (server, loads) in servers.iter().zip(loads) {
@@ -230,6 +233,14 @@ fn certificates(dir: &Path) -> anyhow::Result<Ca> {
     Ok(ca)
 }
 
+/// The cores watched during each load run (none pinned: the whole box).
+struct Cores {
+    /// The proxies' and the generator's: those whose stolen time [`STEAL_LIMIT`] bounds.
+    all: Vec<usize>,
+    /// The proxies' alone ([`Load::proxy_core`]).
+    proxies: Vec<usize>,
+}
+
 /// The loads one proxy carried (medians over the rounds).
 struct Loads {
     keepalive: Load,
@@ -256,7 +267,7 @@ fn loads(
     servers: &[Server],
     generator: &Launcher,
     plan: &Plan,
-    cores: &[usize],
+    cores: &Cores,
     dir: &Path,
 ) -> anyhow::Result<Vec<Loads>> {
     // A short warm-up: connections to the upstream, caches.
@@ -309,7 +320,7 @@ fn loads(
 fn interleaved(
     servers: &[&Server],
     plan: &Plan,
-    cores: &[usize],
+    cores: &Cores,
     mut run: impl FnMut(&Server) -> anyhow::Result<Load>,
 ) -> anyhow::Result<Vec<Load>> {
     let mut runs = vec![Vec::new(); servers.len()];
@@ -317,18 +328,26 @@ fn interleaved(
         for k in 0..servers.len() {
             let i = (round + k) % servers.len();
             let load = least_stolen(servers[i].name, plan.attempts, || {
-                let before = steal::Ticks::now(cores);
+                let now = || (Ticks::now(&cores.all), Ticks::now(&cores.proxies));
+                let before = now();
                 let load = run(servers[i])?;
-                let stolen = before.share_stolen_until(steal::Ticks::now(cores));
-                Ok(Load { stolen, ..load })
+                let after = now();
+                Ok(Load {
+                    stolen: before.0.shares_until(after.0).stolen,
+                    proxy_core: before.1.shares_until(after.1),
+                    ..load
+                })
             })?;
             eprintln!(
-                "bench:   {}: {:.0} req/s, {:.1} us CPU per request, p99 {:.1} ms, {:.1}% stolen",
+                "bench:   {}: {:.0} req/s, {:.1} us CPU per request, p99 {:.1} ms, {:.1}% stolen \
+                 (the proxy's core: {:.1}% stolen, {:.0}% idle)",
                 servers[i].name,
                 load.requests_per_s,
                 load.cpu_us_per_request,
                 load.p99_ms,
-                load.stolen * 100.0
+                load.stolen * 100.0,
+                load.proxy_core.stolen * 100.0,
+                load.proxy_core.idle * 100.0
             );
             runs[i].push(load);
         }
@@ -569,12 +588,18 @@ fn compare_loads(
         theirs.requests_per_s,
         &format!(
             "{how}{timed}; {}; higher is better; errors {} vs {}; stolen by the hypervisor \
-             during the runs kept (median) {:.1}% vs {:.1}%",
+             during the runs kept (median) {:.1}% vs {:.1}%; the proxies' core in those runs \
+             (median) {:.1}% vs {:.1}% stolen, {:.0}% vs {:.0}% idle (a core that sleeps loses \
+             time to the hypervisor when it wakes)",
             plan.runs(),
             ours.errors,
             theirs.errors,
             ours.stolen * 100.0,
-            theirs.stolen * 100.0
+            theirs.stolen * 100.0,
+            ours.proxy_core.stolen * 100.0,
+            theirs.proxy_core.stolen * 100.0,
+            ours.proxy_core.idle * 100.0,
+            theirs.proxy_core.idle * 100.0
         ),
     );
     compare(
