@@ -9,8 +9,8 @@
 //! Steal also falls on a core that sleeps: when a core goes idle, the hypervisor gives it to
 //! something else, and taking it back when a packet arrives counts as stolen. On that box
 //! (`cpuidle` driver `haltpoll`, with `guest_halt_poll_ns` 0: no polling before a halt), a
-//! proxy whose core idled a quarter of the time lost 17 to 22% of it to steal, and one that
-//! kept its core busy 1 to 4%. The loads therefore also record how much of its time the
+//! proxy whose core idled a quarter of the time lost 17 to 22% of it to steal, and one whose
+//! core idled 1 to 4% of the time lost 1.4 to 4%. The loads therefore also record how much of its time the
 //! proxies' core spent idle, and [`Machine::cpuidle`](crate::report::Machine) says how the
 //! box's cores sleep.
 
