@@ -61,6 +61,31 @@ impl Load {
     }
 }
 
+/// The runs of one load through one proxy, in the order of the rounds (round `r` of every
+/// proxy ran back to back, in the same minute of the box), and the median of each figure.
+#[derive(Debug, Clone, Default)]
+pub struct Rounds {
+    pub median: Load,
+    pub runs: Vec<Load>,
+}
+
+impl Rounds {
+    pub fn new(runs: Vec<Load>) -> Self {
+        Self {
+            median: Load::median(&runs),
+            runs,
+        }
+    }
+
+    /// In how many of the rounds both ran `figure` was lower here than in `other`, and how
+    /// many rounds both ran.
+    pub fn lower_in(&self, other: &Rounds, figure: fn(&Load) -> f64) -> (usize, usize) {
+        let pairs = self.runs.iter().zip(&other.runs);
+        let lower = pairs.clone().filter(|(a, b)| figure(a) < figure(b)).count();
+        (lower, pairs.count())
+    }
+}
+
 /// How hard to push.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -386,6 +411,29 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
             (15.0, 3.0, None)
         );
         assert_eq!(Load::median(&[]), Load::default());
+    }
+
+    #[test]
+    fn rounds_are_compared_round_by_round() {
+        let rounds = |p99s: &[f64]| {
+            Rounds::new(
+                p99s.iter()
+                    .map(|&p99_ms| Load {
+                        p99_ms,
+                        ..Load::default()
+                    })
+                    .collect(),
+            )
+        };
+        let ours = rounds(&[5.0, 9.0, 4.0]);
+        // Lower in rounds 1 and 3; round 2 is a tie; the median alone would say nothing.
+        assert_eq!(
+            ours.lower_in(&rounds(&[6.0, 9.0, 4.5]), |l| l.p99_ms),
+            (2, 3)
+        );
+        assert_eq!(ours.median.p99_ms, 5.0);
+        // Only the rounds both ran count.
+        assert_eq!(ours.lower_in(&rounds(&[1.0, 10.0]), |l| l.p99_ms), (1, 2));
     }
 
     #[test]

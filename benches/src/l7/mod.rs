@@ -8,7 +8,9 @@
 //! [`Plan::rounds`] times per proxy, each round in another order, and the median of each figure
 //! is kept. A noisy moment of this shared box then weighs on one run of one proxy, not on all
 //! of its figures; a run during which the hypervisor took the cores for more than
-//! [`STEAL_LIMIT`] of the time is run again ([`least_stolen`]). Measured per proxy:
+//! [`STEAL_LIMIT`] of the time is run again ([`least_stolen`]). As each round runs the
+//! proxies back to back, the report also says in how many rounds the router's req/s was the
+//! higher and its p99 the lower ([`Rounds::lower_in`]). Measured per proxy:
 //! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99,
 //!   p99.9, timed once every connection is open (`Shape::warm_up`; so are `l7.h2`,
 //!   `l7.h1.redirect` and `l7.h1.proxied`);
@@ -37,7 +39,7 @@ use crate::servers::{Launcher, Server};
 use crate::steal::Ticks;
 use anyhow::Context as _;
 use balancer_tests::{netns::Netns, pki::Ca};
-use load::{Load, Shape};
+use load::{Load, Rounds, Shape};
 use std::{path::Path, time::Duration};
 
 /// The proxies' addresses in the namespace, and those of their instances under callgrind.
@@ -241,14 +243,14 @@ struct Cores {
     proxies: Vec<usize>,
 }
 
-/// The loads one proxy carried (medians over the rounds).
+/// The loads one proxy carried, round by round.
 struct Loads {
-    keepalive: Load,
-    handshake: Load,
-    h2: Load,
-    redirect: Load,
+    keepalive: Rounds,
+    handshake: Rounds,
+    h2: Rounds,
+    redirect: Rounds,
     /// The router only.
-    proxied: Option<Load>,
+    proxied: Option<Rounds>,
 }
 
 /// The kinds of load.
@@ -297,7 +299,7 @@ fn loads(
     let mut h2 = each(Case::H2, &all)?.into_iter();
     let mut redirect = each(Case::Redirect, &all)?.into_iter();
     let mut proxied = each(Case::Proxied, &ours)?.into_iter();
-    let next = |loads: &mut std::vec::IntoIter<Load>| loads.next().context("a load per proxy");
+    let next = |loads: &mut std::vec::IntoIter<Rounds>| loads.next().context("a load per proxy");
     servers
         .iter()
         .map(|server| {
@@ -316,13 +318,13 @@ fn loads(
 }
 
 /// [`Plan::rounds`] runs of `run` through each of `servers`, round `r` starting with server `r`
-/// (so that no proxy always runs first or right after the same one); the median per server.
+/// (so that no proxy always runs first or right after the same one); the rounds per server.
 fn interleaved(
     servers: &[&Server],
     plan: &Plan,
     cores: &Cores,
     mut run: impl FnMut(&Server) -> anyhow::Result<Load>,
-) -> anyhow::Result<Vec<Load>> {
+) -> anyhow::Result<Vec<Rounds>> {
     let mut runs = vec![Vec::new(); servers.len()];
     for round in 0..plan.rounds {
         for k in 0..servers.len() {
@@ -352,7 +354,7 @@ fn interleaved(
             runs[i].push(load);
         }
     }
-    Ok(runs.iter().map(|r| Load::median(r)).collect())
+    Ok(runs.into_iter().map(Rounds::new).collect())
 }
 
 /// `run`, run again while the hypervisor took more than [`STEAL_LIMIT`] of the cores' time
@@ -462,6 +464,7 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
             proxied,
             "balancer-local",
             &ours_loads.keepalive,
+            Pairing::MediansOnly,
         );
     }
     for (peer, theirs) in figures.iter().filter(|(n, _)| *n != "balancer") {
@@ -493,7 +496,7 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
             ),
         ];
         for (key, a, b, how) in rows {
-            compare_loads(results, plan, key, how, a, peer, b);
+            compare_loads(results, plan, key, how, a, peer, b, Pairing::RoundByRound);
         }
         let counted = instructions::CASES.iter().zip(&ours.instructions);
         for (((key, args, _), a), b) in counted.zip(&theirs.instructions) {
@@ -561,16 +564,39 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
     }
 }
 
-/// The comparisons of two load runs: requests/s, CPU per request and latency percentiles.
+/// How two loads compare: one of ours and one of a peer, whose rounds ran back to back, or
+/// two of ours, which ran in different rounds.
+#[derive(Clone, Copy, PartialEq)]
+enum Pairing {
+    RoundByRound,
+    MediansOnly,
+}
+
+/// The comparisons of two loads (their medians): requests/s, CPU per request and latency
+/// percentiles; with [`Pairing::RoundByRound`], also in how many rounds ours was the better.
+#[allow(clippy::too_many_arguments)]
 fn compare_loads(
     results: &mut Results,
     plan: &Plan,
     key: &str,
     how: &str,
-    ours: &Load,
+    ours_rounds: &Rounds,
     peer: &str,
-    theirs: &Load,
+    theirs_rounds: &Rounds,
+    pairing: Pairing,
 ) {
+    let (ours, theirs) = (&ours_rounds.median, &theirs_rounds.median);
+    let rounds_better = |better: (usize, usize), what: &str| match (pairing, better) {
+        (Pairing::RoundByRound, (k, n)) if n > 1 => {
+            format!("; ours {what} in {k} of {n} rounds")
+        }
+        _ => String::new(),
+    };
+    let higher_rps = rounds_better(
+        theirs_rounds.lower_in(ours_rounds, |l| l.requests_per_s),
+        "higher",
+    );
+    let lower_p99 = rounds_better(ours_rounds.lower_in(theirs_rounds, |l| l.p99_ms), "lower");
     let timed = match ours.warmed_up {
         true => format!(
             ", timed once every connection is open (the first request of each waits {} ms)",
@@ -587,7 +613,7 @@ fn compare_loads(
         ours.requests_per_s,
         theirs.requests_per_s,
         &format!(
-            "{how}{timed}; {}; higher is better; errors {} vs {}; stolen by the hypervisor \
+            "{how}{timed}; {}; higher is better{higher_rps}; errors {} vs {}; stolen by the hypervisor \
              during the runs kept (median) {:.1}% vs {:.1}%; the proxies' core in those runs \
              (median) {:.1}% vs {:.1}% stolen, {:.0}% vs {:.0}% idle (a core that sleeps loses \
              time to the hypervisor when it wakes)",
@@ -610,7 +636,13 @@ fn compare_loads(
         "CPU time of the proxy's processes per request; lower is better",
     );
     compare("p50", "ms", ours.p50_ms, theirs.p50_ms, "lower is better");
-    compare("p99", "ms", ours.p99_ms, theirs.p99_ms, "lower is better");
+    compare(
+        "p99",
+        "ms",
+        ours.p99_ms,
+        theirs.p99_ms,
+        &format!("lower is better{lower_p99}"),
+    );
     if let (Some(x), Some(y)) = (ours.p999_ms, theirs.p999_ms) {
         compare("p999", "ms", x, y, "lower is better");
     }
