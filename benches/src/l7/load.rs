@@ -11,7 +11,7 @@ pub struct Load {
     pub requests_per_s: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// From wrk's `done` hook ([`WRK_SCRIPT`]) or h2load's per-request log.
+    /// From wrk's `done` hook ([`wrk_script`]) or h2load's per-request log.
     pub p999_ms: Option<f64>,
     /// Non-2xx answers and socket errors: a run with many is not a fair figure.
     pub errors: u64,
