@@ -1,6 +1,7 @@
 //! The load generators: wrk (HTTP/1.1) and h2load (HTTP/2), run in the bench namespace on their
 //! own core, and what they print read back.
 
+use super::Case;
 use crate::steal::Shares;
 use anyhow::{bail, Context as _};
 use std::{path::Path, process::Command, time::Duration};
@@ -61,28 +62,34 @@ impl Load {
     }
 }
 
-/// The runs of one load through one proxy, in the order of the rounds (round `r` of every
-/// proxy ran back to back, in the same minute of the box), and the median of each figure.
-#[derive(Debug, Clone, Default)]
+/// The runs of one kind of load through one proxy, in the order of the rounds (round `r` of
+/// that load ran through every proxy back to back, in the same minute of the box), and the
+/// median of each figure.
+#[derive(Debug, Clone)]
 pub struct Rounds {
+    pub case: Case,
     pub median: Load,
     pub runs: Vec<Load>,
 }
 
 impl Rounds {
-    pub fn new(runs: Vec<Load>) -> Self {
+    pub fn new(case: Case, runs: Vec<Load>) -> Self {
         Self {
+            case,
             median: Load::median(&runs),
             runs,
         }
     }
 
     /// In how many of the rounds both ran `figure` was lower here than in `other`, and how
-    /// many rounds both ran.
-    pub fn lower_in(&self, other: &Rounds, figure: fn(&Load) -> f64) -> (usize, usize) {
+    /// many rounds both ran; `None` for two kinds of load, whose rounds ran at other times.
+    pub fn lower_in(&self, other: &Rounds, figure: fn(&Load) -> f64) -> Option<(usize, usize)> {
+        if self.case != other.case {
+            return None;
+        }
         let pairs = self.runs.iter().zip(&other.runs);
         let lower = pairs.clone().filter(|(a, b)| figure(a) < figure(b)).count();
-        (lower, pairs.count())
+        Some((lower, pairs.count()))
     }
 }
 
@@ -417,6 +424,7 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
     fn rounds_are_compared_round_by_round() {
         let rounds = |p99s: &[f64]| {
             Rounds::new(
+                Case::H2,
                 p99s.iter()
                     .map(|&p99_ms| Load {
                         p99_ms,
@@ -427,13 +435,14 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
         };
         let ours = rounds(&[5.0, 9.0, 4.0]);
         // Lower in rounds 1 and 3; round 2 is a tie; the median alone would say nothing.
-        assert_eq!(
-            ours.lower_in(&rounds(&[6.0, 9.0, 4.5]), |l| l.p99_ms),
-            (2, 3)
-        );
+        let p99 = |l: &Load| l.p99_ms;
+        assert_eq!(ours.lower_in(&rounds(&[6.0, 9.0, 4.5]), p99), Some((2, 3)));
         assert_eq!(ours.median.p99_ms, 5.0);
         // Only the rounds both ran count.
-        assert_eq!(ours.lower_in(&rounds(&[1.0, 10.0]), |l| l.p99_ms), (1, 2));
+        assert_eq!(ours.lower_in(&rounds(&[1.0, 10.0]), p99), Some((1, 2)));
+        // Another kind of load ran in other minutes: no round to pair.
+        let other_load = Rounds::new(Case::KeepAlive, ours.runs.clone());
+        assert_eq!(ours.lower_in(&other_load, p99), None);
     }
 
     #[test]

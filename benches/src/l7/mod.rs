@@ -254,7 +254,7 @@ struct Loads {
 }
 
 /// The kinds of load.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Case {
     KeepAlive,
     Handshake,
@@ -290,7 +290,7 @@ fn loads(
         .collect();
     let each = |case, servers: &[&Server]| {
         eprintln!("bench: L7 {case:?}, {} rounds ...", plan.rounds);
-        interleaved(servers, plan, cores, |server| {
+        interleaved(case, servers, plan, cores, |server| {
             run_case(case, server, generator, plan, dir)
         })
     };
@@ -320,6 +320,7 @@ fn loads(
 /// [`Plan::rounds`] runs of `run` through each of `servers`, round `r` starting with server `r`
 /// (so that no proxy always runs first or right after the same one); the rounds per server.
 fn interleaved(
+    case: Case,
     servers: &[&Server],
     plan: &Plan,
     cores: &Cores,
@@ -354,7 +355,10 @@ fn interleaved(
             runs[i].push(load);
         }
     }
-    Ok(runs.into_iter().map(Rounds::new).collect())
+    Ok(runs
+        .into_iter()
+        .map(|runs| Rounds::new(case, runs))
+        .collect())
 }
 
 /// `run`, run again while the hypervisor took more than [`STEAL_LIMIT`] of the cores' time
@@ -464,7 +468,6 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
             proxied,
             "balancer-local",
             &ours_loads.keepalive,
-            Pairing::MediansOnly,
         );
     }
     for (peer, theirs) in figures.iter().filter(|(n, _)| *n != "balancer") {
@@ -496,7 +499,7 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
             ),
         ];
         for (key, a, b, how) in rows {
-            compare_loads(results, plan, key, how, a, peer, b, Pairing::RoundByRound);
+            compare_loads(results, plan, key, how, a, peer, b);
         }
         let counted = instructions::CASES.iter().zip(&ours.instructions);
         for (((key, args, _), a), b) in counted.zip(&theirs.instructions) {
@@ -564,17 +567,8 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
     }
 }
 
-/// How two loads compare: one of ours and one of a peer, whose rounds ran back to back, or
-/// two of ours, which ran in different rounds.
-#[derive(Clone, Copy, PartialEq)]
-enum Pairing {
-    RoundByRound,
-    MediansOnly,
-}
-
 /// The comparisons of two loads (their medians): requests/s, CPU per request and latency
-/// percentiles; with [`Pairing::RoundByRound`], also in how many rounds ours was the better.
-#[allow(clippy::too_many_arguments)]
+/// percentiles; for one kind of load, also in how many rounds ours was the better.
 fn compare_loads(
     results: &mut Results,
     plan: &Plan,
@@ -583,13 +577,10 @@ fn compare_loads(
     ours_rounds: &Rounds,
     peer: &str,
     theirs_rounds: &Rounds,
-    pairing: Pairing,
 ) {
     let (ours, theirs) = (&ours_rounds.median, &theirs_rounds.median);
-    let rounds_better = |better: (usize, usize), what: &str| match (pairing, better) {
-        (Pairing::RoundByRound, (k, n)) if n > 1 => {
-            format!("; ours {what} in {k} of {n} rounds")
-        }
+    let rounds_better = |better: Option<(usize, usize)>, what: &str| match better {
+        Some((k, n)) if n > 1 => format!("; ours {what} in {k} of {n} rounds"),
         _ => String::new(),
     };
     let higher_rps = rounds_better(
