@@ -10,9 +10,9 @@
 //! something else, and taking it back when a packet arrives counts as stolen. On that box
 //! (`cpuidle` driver `haltpoll`, with `guest_halt_poll_ns` 0: no polling before a halt), a
 //! proxy whose core idled a quarter of the time lost 17 to 22% of it to steal, and one whose
-//! core idled 1 to 4% of the time lost 1.4 to 4%. The loads therefore also record how much of its time the
-//! proxies' core spent idle, and [`Machine::cpuidle`](crate::report::Machine) says how the
-//! box's cores sleep.
+//! core idled 1 to 4% of the time lost 1.4 to 4%. The loads therefore also record how much
+//! of its time the proxies' core spent idle, and [`Machine::cpuidle`](crate::report::Machine)
+//! says how the box's cores sleep.
 
 use procfs::{CpuTime, CurrentSI as _, KernelStats};
 

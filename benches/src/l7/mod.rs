@@ -604,10 +604,10 @@ fn compare_loads(
         ours.requests_per_s,
         theirs.requests_per_s,
         &format!(
-            "{how}{timed}; {}; higher is better{higher_rps}; errors {} vs {}; stolen by the hypervisor \
-             during the runs kept (median) {:.1}% vs {:.1}%; the proxies' core in those runs \
-             (median) {:.1}% vs {:.1}% stolen, {:.0}% vs {:.0}% idle (a core that sleeps loses \
-             time to the hypervisor when it wakes)",
+            "{how}{timed}; {}; higher is better{higher_rps}; errors {} vs {}; stolen by the \
+             hypervisor during the runs kept (median) {:.1}% vs {:.1}%; the proxies' core in \
+             those runs (median) {:.1}% vs {:.1}% stolen, {:.0}% vs {:.0}% idle (a core that \
+             sleeps loses time to the hypervisor when it wakes)",
             plan.runs(),
             ours.errors,
             theirs.errors,
