@@ -33,14 +33,22 @@ pub struct Shares {
     pub idle: f64,
 }
 
-impl Ticks {
-    /// Now, summed over `cores` (the whole box when empty; zero if `/proc/stat` cannot be
-    /// read, when the share stolen reads as 0). A core is found by its place among the
-    /// `cpuN` lines, which is its number while every core is online (`/proc/stat` leaves
-    /// offline cores out).
-    pub fn now(cores: &[usize]) -> Self {
-        let Ok(stats) = KernelStats::current() else {
-            return Self::default();
+/// The kernel's time counters of every core at one moment (`/proc/stat`), read once for all
+/// the sums taken of them.
+pub struct Snapshot(Option<KernelStats>);
+
+impl Snapshot {
+    pub fn now() -> Self {
+        Self(KernelStats::current().ok())
+    }
+
+    /// The ticks of `cores` (the whole box when empty; zero if `/proc/stat` could not be
+    /// read, when every share reads as 0). A core is found by its place among the `cpuN`
+    /// lines, which is its number while every core is online (`/proc/stat` leaves offline
+    /// cores out).
+    pub fn ticks(&self, cores: &[usize]) -> Ticks {
+        let Some(stats) = &self.0 else {
+            return Ticks::default();
         };
         let of = |t: &CpuTime| Ticks {
             stolen: t.steal.unwrap_or(0),
@@ -60,14 +68,16 @@ impl Ticks {
                 .iter()
                 .filter_map(|&c| stats.cpu_time.get(c))
                 .map(of)
-                .fold(Self::default(), |a, b| Ticks {
+                .fold(Ticks::default(), |a, b| Ticks {
                     stolen: a.stolen + b.stolen,
                     idle: a.idle + b.idle,
                     total: a.total + b.total,
                 }),
         }
     }
+}
 
+impl Ticks {
     /// How the cores' time went between `self` and `later`.
     pub fn shares_until(self, later: Ticks) -> Shares {
         let total = later.total.saturating_sub(self.total);
@@ -105,10 +115,11 @@ mod tests {
 
     #[test]
     fn this_box_can_be_read() {
-        let now = Ticks::now(&[]);
+        let snapshot = Snapshot::now();
+        let now = snapshot.ticks(&[]);
         assert!(now.total > 0, "/proc/stat read as {now:?}");
         assert!(now.stolen + now.idle <= now.total);
-        let first_core = Ticks::now(&[0]);
+        let first_core = snapshot.ticks(&[0]);
         assert!(first_core.total > 0 && first_core.total <= now.total);
     }
 }

@@ -63,22 +63,17 @@ impl Load {
 }
 
 /// The runs of one kind of load through one proxy, in the order of the rounds (round `r` of
-/// that load ran through every proxy back to back, in the same minute of the box), and the
-/// median of each figure.
+/// that load ran through every proxy back to back, in the same minute of the box).
 #[derive(Debug, Clone)]
 pub struct Rounds {
     pub case: Case,
-    pub median: Load,
     pub runs: Vec<Load>,
 }
 
 impl Rounds {
-    pub fn new(case: Case, runs: Vec<Load>) -> Self {
-        Self {
-            case,
-            median: Load::median(&runs),
-            runs,
-        }
+    /// The median of each figure.
+    pub fn median(&self) -> Load {
+        Load::median(&self.runs)
     }
 
     /// In how many of the rounds both ran `figure` was lower here than in `other`, and how
@@ -422,26 +417,28 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
 
     #[test]
     fn rounds_are_compared_round_by_round() {
-        let rounds = |p99s: &[f64]| {
-            Rounds::new(
-                Case::H2,
-                p99s.iter()
-                    .map(|&p99_ms| Load {
-                        p99_ms,
-                        ..Load::default()
-                    })
-                    .collect(),
-            )
+        let rounds = |p99s: &[f64]| Rounds {
+            case: Case::H2,
+            runs: p99s
+                .iter()
+                .map(|&p99_ms| Load {
+                    p99_ms,
+                    ..Load::default()
+                })
+                .collect(),
         };
         let ours = rounds(&[5.0, 9.0, 4.0]);
         // Lower in rounds 1 and 3; round 2 is a tie; the median alone would say nothing.
         let p99 = |l: &Load| l.p99_ms;
         assert_eq!(ours.lower_in(&rounds(&[6.0, 9.0, 4.5]), p99), Some((2, 3)));
-        assert_eq!(ours.median.p99_ms, 5.0);
+        assert_eq!(ours.median().p99_ms, 5.0);
         // Only the rounds both ran count.
         assert_eq!(ours.lower_in(&rounds(&[1.0, 10.0]), p99), Some((1, 2)));
         // Another kind of load ran in other minutes: no round to pair.
-        let other_load = Rounds::new(Case::KeepAlive, ours.runs.clone());
+        let other_load = Rounds {
+            case: Case::KeepAlive,
+            ..ours.clone()
+        };
         assert_eq!(ours.lower_in(&other_load, p99), None);
     }
 

@@ -36,7 +36,7 @@ mod stream;
 
 use crate::report::Results;
 use crate::servers::{Launcher, Server};
-use crate::steal::Ticks;
+use crate::steal::Snapshot;
 use anyhow::Context as _;
 use balancer_tests::{netns::Netns, pki::Ca};
 use load::{Load, Rounds, Shape};
@@ -331,7 +331,10 @@ fn interleaved(
         for k in 0..servers.len() {
             let i = (round + k) % servers.len();
             let load = least_stolen(servers[i].name, plan.attempts, || {
-                let now = || (Ticks::now(&cores.all), Ticks::now(&cores.proxies));
+                let now = || {
+                    let snapshot = Snapshot::now();
+                    (snapshot.ticks(&cores.all), snapshot.ticks(&cores.proxies))
+                };
                 let before = now();
                 let load = run(servers[i])?;
                 let after = now();
@@ -355,10 +358,7 @@ fn interleaved(
             runs[i].push(load);
         }
     }
-    Ok(runs
-        .into_iter()
-        .map(|runs| Rounds::new(case, runs))
-        .collect())
+    Ok(runs.into_iter().map(|runs| Rounds { case, runs }).collect())
 }
 
 /// `run`, run again while the hypervisor took more than [`STEAL_LIMIT`] of the cores' time
@@ -578,7 +578,7 @@ fn compare_loads(
     peer: &str,
     theirs_rounds: &Rounds,
 ) {
-    let (ours, theirs) = (&ours_rounds.median, &theirs_rounds.median);
+    let (ours, theirs) = (&ours_rounds.median(), &theirs_rounds.median());
     let rounds_better = |better: Option<(usize, usize)>, what: &str| match better {
         Some((k, n)) if n > 1 => format!("; ours {what} in {k} of {n} rounds"),
         _ => String::new(),
