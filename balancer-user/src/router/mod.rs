@@ -18,6 +18,7 @@
 mod accept;
 pub mod decision;
 pub mod directory;
+mod h2_streams;
 pub mod identity;
 pub mod metrics;
 pub mod plain;

@@ -7,6 +7,7 @@
 
 use super::{
     accept::{Accepted, CappedListener},
+    h2_streams::{StreamExecutor, Streams},
     responses::BodyError,
     service::{Client, Router},
 };
@@ -19,7 +20,7 @@ use hyper::{
     Request,
 };
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
+    rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
 use rustls::ServerConfig;
@@ -86,6 +87,16 @@ impl Limits {
         }
         h1
     }
+
+    /// The HTTP/2 server of one connection, its streams run by `streams` (see [`Streams`]).
+    fn http2(&self, streams: StreamExecutor) -> http2::Builder<StreamExecutor> {
+        let mut h2 = http2::Builder::new(streams);
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(self.max_h2_streams)
+            .max_header_list_size(self.max_header_bytes as u32)
+            .keep_alive_interval(self.header_read_timeout);
+        h2
+    }
 }
 
 /// Serves HTTPS on `listener` until `shutdown` completes, then drains. Each request is
@@ -102,18 +113,14 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     // The protocol comes from ALPN, not from sniffing the first bytes (hyper-util's `auto`
     // does that with no deadline: an idle connection would be held forever).
-    let h1 = limits.http1();
-    let mut h2 = http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_h2_streams)
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .keep_alive_interval(limits.header_read_timeout);
-    let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+    let h1 = Arc::new(limits.http1());
+    let limits = Arc::new(limits);
     // Tells HTTP/2 connections (which close themselves when idle) that the server stops.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     while let Some(Accepted { tcp, peer, permit }) = listener.next(&mut shutdown).await {
-        let (acceptor, router, h1, h2) = (acceptor.clone(), router.clone(), h1.clone(), h2.clone());
+        let (acceptor, router, h1, limits) =
+            (acceptor.clone(), router.clone(), h1.clone(), limits.clone());
         let metrics = router.load().metrics.clone();
         let watcher = graceful.watcher();
         let (handshake_timeout, idle_timeout) = (limits.handshake_timeout, limits.h2_idle_timeout);
@@ -156,12 +163,15 @@ pub async fn serve(
             let ended = if let Some(activity) = activity {
                 // Counted by the graceful shutdown while held; closes itself when idle.
                 let _watcher = watcher;
-                // hyper runs each stream as a task holding the request's future, moved into
-                // place several times as the task is made: boxed, what moves is a pointer
-                // (callgrind: 2% of an h2 request). HTTP/1.1 keeps its one future in place.
+                // hyper makes each stream a future holding the request's, moved several times
+                // on its way to the executor: boxed, what moves is a pointer (callgrind: 2% of
+                // an h2 request). HTTP/1.1 keeps its one future in place.
                 let service = service_fn(move |request| Box::pin(handle(request)));
-                let conn = h2.serve_connection(TokioIo::new(tls), service);
-                serve_h2(conn, activity, idle_timeout, stopping).await
+                let streams = Streams::default();
+                let conn = limits
+                    .http2(streams.executor())
+                    .serve_connection(TokioIo::new(tls), service);
+                serve_h2(conn, streams, activity, idle_timeout, stopping).await
             } else {
                 watcher
                     .watch(h1.serve_connection(TokioIo::new(tls), service_fn(handle)))
@@ -212,10 +222,11 @@ impl Drop for Running {
     }
 }
 
-/// Serves one HTTP/2 connection until it ends; closes it gracefully (GOAWAY, running streams
-/// finish) when no request has run for `idle`, or when the server stops.
+/// Serves one HTTP/2 connection and its `streams` until it ends; closes it gracefully (GOAWAY,
+/// running streams finish) when no request has run for `idle`, or when the server stops.
 async fn serve_h2<I, S>(
-    conn: http2::Connection<I, S, TokioExecutor>,
+    conn: http2::Connection<I, S, StreamExecutor>,
+    mut streams: Streams,
     activity: Activity,
     idle: Duration,
     mut stopping: tokio::sync::watch::Receiver<bool>,
@@ -224,7 +235,7 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = super::responses::Body>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, super::responses::Body>,
+    StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, super::responses::Body>,
 {
     let opened = tokio::time::Instant::now();
     tokio::pin!(conn);
@@ -233,7 +244,9 @@ where
         let deadline = activity.idle_deadline(idle, opened);
         let check_again = tokio::time::Instant::now() + idle;
         tokio::select! {
-            ended = conn.as_mut() => return ended,
+            ended = std::future::poll_fn(|cx| streams.poll_with(cx, |cx| conn.as_mut().poll(cx))) => {
+                return ended
+            }
             () = tokio::time::sleep_until(deadline.unwrap_or(check_again)), if !closing => {
                 if activity.idle_deadline(idle, opened).is_some_and(|d| d <= tokio::time::Instant::now()) {
                     debug!("HTTP/2 connection idle: closing");

@@ -128,7 +128,7 @@ impl Router {
 
     /// Only the forward to an upstream and the rare reads of a request body are awaited here:
     /// every step between is synchronous, so that this future, which every request carries
-    /// (and moves: hyper runs each HTTP/2 stream as a task of its own), stays small.
+    /// (and moves: hyper makes each HTTP/2 stream a future of its own), stays small.
     async fn route(&self, request: Request<Body>, client: &Client) -> Response<Body> {
         let Decided { routed, set_cookie } = match self.decide_from_head(request) {
             Ok(decided) => decided,
