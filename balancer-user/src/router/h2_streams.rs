@@ -87,37 +87,44 @@ mod tests {
         sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     };
 
-    /// A stand-in for hyper's connection: starts one stream on its first poll, ends once that
-    /// stream has run; counts its polls.
+    /// A stand-in for hyper's connection, and its streams: on its first poll it starts one
+    /// stream, which awaits `first` then ends; the connection ends once that stream has.
+    /// Also returns the count of the connection's polls and whether the stream ended.
     fn connection(
-        executor: StreamExecutor,
-        stream: impl Future<Output = ()> + Send + 'static,
-        ran: Arc<AtomicBool>,
-        polls: Arc<AtomicUsize>,
-    ) -> impl FnMut(&mut Context<'_>) -> Poll<()> {
-        let mut stream = Some(stream);
-        move |_| {
-            polls.fetch_add(1, Ordering::SeqCst);
+        first: impl Future<Output = ()> + Send + 'static,
+    ) -> (
+        Streams,
+        impl FnMut(&mut Context<'_>) -> Poll<()>,
+        Arc<AtomicUsize>,
+        Arc<AtomicBool>,
+    ) {
+        let streams = Streams::default();
+        let (polls, ended) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (executor, counted, seen) = (streams.executor(), polls.clone(), ended.clone());
+        let flag = ended.clone();
+        let mut stream = Some(async move {
+            first.await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        let conn = move |_: &mut Context<'_>| {
+            counted.fetch_add(1, Ordering::SeqCst);
             if let Some(stream) = stream.take() {
                 executor.execute(stream);
             }
-            match ran.load(Ordering::SeqCst) {
+            match seen.load(Ordering::SeqCst) {
                 true => Poll::Ready(()),
                 false => Poll::Pending,
             }
-        }
+        };
+        (streams, conn, polls, ended)
     }
 
     #[tokio::test]
     async fn a_new_stream_runs_in_the_connections_poll_and_the_connection_sees_its_end_at_once() {
-        let mut streams = Streams::default();
-        let (ran, polls) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        let flag = ran.clone();
-        let stream = async move { flag.store(true, Ordering::SeqCst) };
-        let mut conn = connection(streams.executor(), stream, ran.clone(), polls.clone());
+        let (mut streams, mut conn, polls, _) = connection(async {});
         let first = poll_fn(|cx| Poll::Ready(streams.poll_with(cx, &mut conn))).await;
         assert!(
             first.is_ready(),
@@ -128,23 +135,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_woken_stream_is_polled_with_its_connection() {
-        let mut streams = Streams::default();
-        let (ran, polls) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicUsize::new(0)),
-        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let flag = ran.clone();
-        let stream = async move {
+        let (mut streams, mut conn, _, ended) = connection(async {
             let _ = rx.await;
-            flag.store(true, Ordering::SeqCst);
-        };
-        let mut conn = connection(streams.executor(), stream, ran.clone(), polls.clone());
+        });
         let first = poll_fn(|cx| Poll::Ready(streams.poll_with(cx, &mut conn))).await;
         assert!(first.is_pending(), "the stream waits for its answer");
         tx.send(()).expect("the stream is waiting");
         poll_fn(|cx| streams.poll_with(cx, &mut conn)).await;
-        assert!(ran.load(Ordering::SeqCst));
+        assert!(ended.load(Ordering::SeqCst));
     }
 
     /// Dropped with its connection, a stream still running lets go of what it holds (as an
