@@ -48,6 +48,11 @@ impl Server {
         self.child.id()
     }
 
+    /// The PIDs of the server's processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes().iter().map(|p| p.pid as u32).collect()
+    }
+
     /// Resident memory of the server's processes, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let rss = |p: &Process| p.status().ok().and_then(|s| s.vmrss).unwrap_or(0);

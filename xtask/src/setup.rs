@@ -190,7 +190,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",
 ];
 
-/// The peers and load generators of `cargo xtask bench`, and valgrind (instruction counts).
+/// The peers and load generators of `cargo xtask bench`, valgrind (instruction counts) and
+/// perf (the proxies' system calls traced for their dwell times).
 pub const BENCH_PACKAGES: &[&str] = &[
     "wrk",
     "nghttp2-client",
@@ -198,6 +199,7 @@ pub const BENCH_PACKAGES: &[&str] = &[
     "haproxy",
     "nftables",
     "valgrind",
+    "linux-perf",
 ];
 
 /// Installs the `components` of `toolchain` that are missing.

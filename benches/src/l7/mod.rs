@@ -25,8 +25,11 @@
 //! - `l7.rss`: resident memory idle, and with N idle TLS connections open;
 //! - `l7.<case>.instructions`: user-space instructions per request of `l7.h1.keepalive`,
 //!   `l7.h2` and `l7.h1.redirect`, each proxy run again under callgrind ([`instructions`]):
-//!   a figure that the box's noise does not move.
+//!   a figure that the box's noise does not move;
+//! - `l7.h1.keepalive.dwell_p50`, `dwell_p99`: how long a keep-alive request stays in the
+//!   proxy, from reading it to writing its answer, in a traced run of its own ([`dwell`]).
 
+mod dwell;
 mod idle;
 mod instructions;
 mod load;
@@ -72,6 +75,8 @@ struct Plan {
     stream_runs: usize,
     /// Requests counted per case under callgrind (see `instructions`).
     counted_requests: u64,
+    /// The traced keep-alive run (see `dwell`).
+    dwell: Shape,
 }
 
 impl Plan {
@@ -118,6 +123,12 @@ impl Plan {
             stream_bytes: if quick { 64 << 20 } else { 1 << 30 },
             stream_runs: if quick { 1 } else { 3 },
             counted_requests: if quick { 1_000 } else { 3_000 },
+            // Short: every socket system call of the proxy goes into the trace.
+            dwell: Shape {
+                connections: 50,
+                duration: Duration::from_secs(if quick { 1 } else { 2 }),
+                warm_up: true,
+            },
         }
     }
 }
@@ -131,6 +142,7 @@ struct Figures {
     rss_connections_kib: u64,
     /// User-space instructions per request in each of [`instructions::CASES`].
     instructions: Vec<f64>,
+    dwell: dwell::Dwell,
 }
 
 pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Result<()> {
@@ -424,6 +436,8 @@ fn measure_alone(
     ca: &Ca,
     dir: &Path,
 ) -> anyhow::Result<Figures> {
+    let url = format!("https://{}/owa/", server.addr);
+    let dwell = dwell::measure(server, generator, &url, plan.dwell, dir)?;
     let body = stream::body_file(dir, plan.stream_bytes)?;
     let streamed = stream::uploads(
         server,
@@ -450,6 +464,7 @@ fn measure_alone(
         idle_connections: count,
         rss_connections_kib,
         instructions: Vec::new(),
+        dwell,
     })
 }
 
@@ -521,6 +536,30 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
         let mut compare = |key: &str, unit: &str, a: f64, b: f64, note: &str| {
             results.compare(key, unit, a, peer, b, note);
         };
+        let ms = |us: u64| us as f64 / 1000.0;
+        let (a, b) = (ours.dwell, theirs.dwell);
+        for (key, ours_us, theirs_us) in [
+            ("l7.h1.keepalive.dwell_p50", a.p50_us, b.p50_us),
+            ("l7.h1.keepalive.dwell_p99", a.p99_us, b.p99_us),
+        ] {
+            compare(
+                key,
+                "ms",
+                ms(ours_us),
+                ms(theirs_us),
+                &format!(
+                    "time a keep-alive request stays in the proxy, from the system call that \
+                     reads it to the one that writes its answer (the upstream's round trip \
+                     included, the client side's wait left out), in a wrk -t1 -c{} run of {} s \
+                     of its own with the proxy's socket system calls traced by perf (which \
+                     slows every proxy); {} vs {} requests; lower is better",
+                    plan.dwell.connections,
+                    plan.dwell.duration.as_secs(),
+                    a.requests,
+                    b.requests
+                ),
+            );
+        }
         let mib = |kib: u64| kib as f64 / 1024.0;
         compare(
             "l7.stream.peak_rss",
