@@ -73,9 +73,11 @@ pub fn measure(
         .context("starting perf record (Debian package linux-perf)")?;
     std::thread::sleep(ATTACH);
     let load = load::wrk(&mut generator.prefix(), url, shape, &[], dir);
-    // perf writes its file out on SIGINT.
+    // perf writes its file out on SIGINT (and is killed if that cannot be sent).
     let pid = nix::unistd::Pid::from_raw(tracer.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+    if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).is_err() {
+        let _ = tracer.kill();
+    }
     let stopped = tracer.wait()?;
     load.with_context(|| format!("wrk through {} while traced", server.name))?;
     // It may end by the signal, raised again once the file is written.
