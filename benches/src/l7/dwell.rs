@@ -43,7 +43,7 @@ const EVENTS: [&str; 12] = [
 const ATTACH: Duration = Duration::from_secs(1);
 
 /// One proxy's dwell times, in microseconds.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Dwell {
     pub p50_us: u64,
     pub p99_us: u64,
