@@ -50,11 +50,10 @@ pub struct Dwell {
     pub requests: usize,
 }
 
-/// Traces `server` while wrk sends `shape` to `url`, and reads the dwell times from the trace.
+/// Traces `server` while wrk sends it `shape`, and reads the dwell times from the trace.
 pub fn measure(
     server: &Server,
     generator: &Launcher,
-    url: &str,
     shape: Shape,
     dir: &Path,
 ) -> anyhow::Result<Dwell> {
@@ -72,7 +71,8 @@ pub fn measure(
         .spawn()
         .context("starting perf record (Debian package linux-perf)")?;
     std::thread::sleep(ATTACH);
-    let load = load::wrk(&mut generator.prefix(), url, shape, &[], dir);
+    let url = super::owa_url(server);
+    let load = load::wrk(&mut generator.prefix(), &url, shape, &[], dir);
     // perf writes its file out on SIGINT (and is killed if that cannot be sent).
     let pid = nix::unistd::Pid::from_raw(tracer.id() as i32);
     if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).is_err() {

@@ -33,7 +33,7 @@ pub const CASES: [(&str, &[&str], Option<&str>); 3] = [
 /// Instructions per request of `server` (started under callgrind) in each of [`CASES`], from
 /// `counted` requests each.
 pub fn count(server: &Server, generator: &Launcher, counted: u64) -> anyhow::Result<Vec<f64>> {
-    let url = format!("https://{}/owa/", server.addr);
+    let url = super::owa_url(server);
     CASES
         .iter()
         .map(|(_, args, mailbox)| {

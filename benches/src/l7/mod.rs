@@ -232,6 +232,11 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
     result
 }
 
+/// The OWA URL every load asks `server` for.
+fn owa_url(server: &Server) -> String {
+    format!("https://{}/owa/", server.addr)
+}
+
 fn certificates(dir: &Path) -> anyhow::Result<Ca> {
     let ca = Ca::new();
     std::fs::write(dir.join("ca.pem"), ca.pem())?;
@@ -291,7 +296,7 @@ fn loads(
         warm_up: false,
     };
     for server in servers {
-        let url = format!("https://{}/owa/", server.addr);
+        let url = owa_url(server);
         load::wrk(&mut generator.prefix(), &url, warm_up, &[], dir)?;
     }
     let all: Vec<&Server> = servers.iter().collect();
@@ -407,7 +412,7 @@ fn run_case(
     plan: &Plan,
     dir: &Path,
 ) -> anyhow::Result<Load> {
-    let url = format!("https://{}/owa/", server.addr);
+    let url = owa_url(server);
     let anchor = |mailbox| format!("X-AnchorMailbox: {mailbox}");
     let wrk =
         |shape, headers: &[&str]| load::wrk(&mut generator.prefix(), &url, shape, headers, dir);
@@ -436,8 +441,7 @@ fn measure_alone(
     ca: &Ca,
     dir: &Path,
 ) -> anyhow::Result<Figures> {
-    let url = format!("https://{}/owa/", server.addr);
-    let dwell = dwell::measure(server, generator, &url, plan.dwell, dir)?;
+    let dwell = dwell::measure(server, generator, plan.dwell, dir)?;
     let body = stream::body_file(dir, plan.stream_bytes)?;
     let streamed = stream::uploads(
         server,
