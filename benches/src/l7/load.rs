@@ -203,21 +203,38 @@ pub fn wrk(
     })
 }
 
-/// h2load over one TLS connection per client with `streams` concurrent streams each, timed as
-/// `shape` says; latency percentiles from its per-request log (which holds the timed requests
-/// only).
+/// What h2load sends over each of its TLS connections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Flow {
+    /// HTTP/1.1 keep-alive: one request at a time.
+    H1,
+    /// HTTP/2 with this many concurrent streams.
+    H2 { streams: u32 },
+}
+
+/// h2load over one TLS connection per client, timed as `shape` says, as fast as the proxy
+/// answers or at `rate` requests/s in all (spread over the connections: h2load's `--rps` is
+/// per connection); latency percentiles from its per-request log (which holds the timed
+/// requests only).
 pub fn h2load(
     prefix: &mut Command,
     url: &str,
     shape: Shape,
-    streams: u32,
+    flow: Flow,
+    rate: Option<u32>,
     log: &Path,
 ) -> anyhow::Result<Load> {
     let cmd = prefix
         .args(["h2load", "-t1"])
         .arg(format!("-c{}", shape.connections))
-        .arg(format!("-m{streams}"))
         .arg(format!("-D{}", shape.duration.as_secs().max(1)));
+    match flow {
+        Flow::H1 => cmd.arg("--h1"),
+        Flow::H2 { streams } => cmd.arg(format!("-m{streams}")),
+    };
+    if let Some(rate) = rate {
+        cmd.arg(format!("--rps={}", rate / shape.connections.max(1)));
+    }
     if shape.warm_up {
         cmd.arg(format!("--warm-up-time={}ms", WARM_UP.as_millis()));
     }

@@ -16,6 +16,14 @@
 //!   `l7.h1.redirect` and `l7.h1.proxied`);
 //! - `l7.h1.handshake`: wrk with `Connection: close`: a TLS handshake per request;
 //! - `l7.h2`: h2load, HTTP/2 with concurrent streams: requests/s, p50, p99, p99.9;
+//! - `l7.h1.fixed_rate`, `l7.h2.fixed_rate`: the latency of the same two loads at a rate every
+//!   proxy is asked alike, [`FIXED_RATE_SHARE`] of the slowest one's requests/s (h2load's
+//!   `--rps`). The loads above run each proxy flat out, where a proxy's latency is as much a
+//!   matter of its throughput and of the generator's core as of the proxy; at a fixed rate,
+//!   below what any of them can carry, the generator and the upstream do the same work for
+//!   each, and a difference in latency is the proxy's. (h2load sends a connection's next
+//!   request when its last answer is in: an answer late by a stall delays the request after
+//!   it rather than being counted from when that one was due, for every proxy alike.)
 //! - `l7.h1.redirect`: OWA for a mailbox of a site with an ExternalURL, answered 302 (R8) by
 //!   the router after its directory lookup, by the peers from a static per-mailbox rule;
 //! - `l7.h1.proxied` (the router only, next to its local path): OWA for a mailbox of a site
@@ -266,6 +274,8 @@ struct Loads {
     handshake: Rounds,
     h2: Rounds,
     redirect: Rounds,
+    h1_at_rate: Rounds,
+    h2_at_rate: Rounds,
     /// The router only.
     proxied: Option<Rounds>,
 }
@@ -278,6 +288,35 @@ enum Case {
     H2,
     Redirect,
     Proxied,
+    /// HTTP/1.1 keep-alive at this many requests/s, the same for every proxy.
+    H1AtRate(u32),
+    /// HTTP/2 at this many requests/s.
+    H2AtRate(u32),
+}
+
+impl Case {
+    /// The rate a fixed-rate load offers.
+    fn rate(self) -> Option<u32> {
+        match self {
+            Case::H1AtRate(rate) | Case::H2AtRate(rate) => Some(rate),
+            _ => None,
+        }
+    }
+}
+
+/// The share of the slowest proxy's requests/s (in the same run) at which the fixed-rate loads
+/// run: what the latency of a proxy with room to spare is, every proxy asked the same.
+const FIXED_RATE_SHARE: f64 = 0.6;
+
+/// [`FIXED_RATE_SHARE`] of the lowest median requests/s of `rounds`, a whole number per
+/// connection of `shape`.
+fn fixed_rate(rounds: &[Rounds], shape: Shape) -> u32 {
+    let slowest = rounds
+        .iter()
+        .map(|r| r.median().requests_per_s)
+        .fold(f64::INFINITY, f64::min);
+    let per_connection = (slowest * FIXED_RATE_SHARE / f64::from(shape.connections)).floor();
+    (per_connection.max(1.0) as u32) * shape.connections
 }
 
 /// Every load through every proxy, interleaved (see the module's documentation), in the order
@@ -311,10 +350,16 @@ fn loads(
             run_case(case, server, generator, plan, dir)
         })
     };
-    let mut keepalive = each(Case::KeepAlive, &all)?.into_iter();
+    let keepalive = each(Case::KeepAlive, &all)?;
+    let h1_rate = fixed_rate(&keepalive, plan.keepalive);
+    let mut keepalive = keepalive.into_iter();
     let mut handshake = each(Case::Handshake, &all)?.into_iter();
-    let mut h2 = each(Case::H2, &all)?.into_iter();
+    let h2 = each(Case::H2, &all)?;
+    let h2_rate = fixed_rate(&h2, plan.h2);
+    let mut h2 = h2.into_iter();
     let mut redirect = each(Case::Redirect, &all)?.into_iter();
+    let mut h1_at_rate = each(Case::H1AtRate(h1_rate), &all)?.into_iter();
+    let mut h2_at_rate = each(Case::H2AtRate(h2_rate), &all)?.into_iter();
     let mut proxied = each(Case::Proxied, &ours)?.into_iter();
     let next = |loads: &mut std::vec::IntoIter<Rounds>| loads.next().context("a load per proxy");
     servers
@@ -325,6 +370,8 @@ fn loads(
                 handshake: next(&mut handshake)?,
                 h2: next(&mut h2)?,
                 redirect: next(&mut redirect)?,
+                h1_at_rate: next(&mut h1_at_rate)?,
+                h2_at_rate: next(&mut h2_at_rate)?,
                 proxied: match server.name {
                     "balancer" => Some(next(&mut proxied)?),
                     _ => None,
@@ -416,18 +463,20 @@ fn run_case(
     let anchor = |mailbox| format!("X-AnchorMailbox: {mailbox}");
     let wrk =
         |shape, headers: &[&str]| load::wrk(&mut generator.prefix(), &url, shape, headers, dir);
+    let log = dir.join(format!("{}-h2load.log", server.name));
+    let h2load =
+        |shape, flow, rate| load::h2load(&mut generator.prefix(), &url, shape, flow, rate, &log);
+    let h2_flow = load::Flow::H2 {
+        streams: plan.h2_streams,
+    };
     load::costed(server, || match case {
         Case::KeepAlive => wrk(plan.keepalive, &[]),
         Case::Handshake => wrk(plan.handshake, &[load::CLOSE]),
         Case::Redirect => wrk(plan.keepalive, &[&anchor(servers::REDIRECTED_MAILBOX)]),
         Case::Proxied => wrk(plan.keepalive, &[&anchor(servers::REMOTE_MAILBOX)]),
-        Case::H2 => load::h2load(
-            &mut generator.prefix(),
-            &url,
-            plan.h2,
-            plan.h2_streams,
-            &dir.join(format!("{}-h2load.log", server.name)),
-        ),
+        Case::H2 => h2load(plan.h2, h2_flow, None),
+        Case::H1AtRate(rate) => h2load(plan.keepalive, load::Flow::H1, Some(rate)),
+        Case::H2AtRate(rate) => h2load(plan.h2, h2_flow, Some(rate)),
     })
 }
 
@@ -519,6 +568,31 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
         ];
         for (key, a, b, how) in rows {
             compare_loads(results, plan, key, how, a, peer, b);
+        }
+        let at_rate = [
+            (
+                "l7.h1.fixed_rate",
+                &ours_loads.h1_at_rate,
+                &theirs.loads.h1_at_rate,
+                "h2load --h1 -t1 -c50",
+                "l7.h1.keepalive",
+            ),
+            (
+                "l7.h2.fixed_rate",
+                &ours_loads.h2_at_rate,
+                &theirs.loads.h2_at_rate,
+                "h2load -t1 -c10 -m10",
+                "l7.h2",
+            ),
+        ];
+        for (key, a, b, generator, of) in at_rate {
+            let how = format!(
+                "{generator} --rps (per connection): {} req/s in all for every proxy, {:.0}% of \
+                 the lowest median req/s of {of} in this run",
+                a.case.rate().unwrap_or_default(),
+                FIXED_RATE_SHARE * 100.0
+            );
+            compare_loads(results, plan, key, &how, a, peer, b);
         }
         let counted = instructions::CASES.iter().zip(&ours.instructions);
         for (((key, args, _), a), b) in counted.zip(&theirs.instructions) {
@@ -626,10 +700,18 @@ fn compare_loads(
         Some((k, n)) if n > 1 => format!("; ours {what} in {k} of {n} rounds"),
         _ => String::new(),
     };
-    let higher_rps = rounds_better(
-        theirs_rounds.lower_in(ours_rounds, |l| l.requests_per_s),
-        "higher",
-    );
+    // At a fixed rate, requests/s says whether each proxy kept up, no more.
+    let higher_rps = match ours_rounds.case.rate() {
+        Some(_) => String::new(),
+        None => rounds_better(
+            theirs_rounds.lower_in(ours_rounds, |l| l.requests_per_s),
+            "higher",
+        ),
+    };
+    let better = match ours_rounds.case.rate() {
+        Some(_) => "req/s as carried (a proxy that kept up carried the rate asked)",
+        None => "higher is better",
+    };
     let lower_p99 = rounds_better(ours_rounds.lower_in(theirs_rounds, |l| l.p99_ms), "lower");
     let timed = match ours.warmed_up {
         true => format!(
@@ -647,7 +729,7 @@ fn compare_loads(
         ours.requests_per_s,
         theirs.requests_per_s,
         &format!(
-            "{how}{timed}; {}; higher is better{higher_rps}; errors {} vs {}; stolen by the \
+            "{how}{timed}; {}; {better}{higher_rps}; errors {} vs {}; stolen by the \
              hypervisor during the runs kept (median) {:.1}% vs {:.1}%; the proxies' core in \
              those runs (median) {:.1}% vs {:.1}% stolen, {:.0}% vs {:.0}% idle (a core that \
              sleeps loses time to the hypervisor when it wakes)",
@@ -711,6 +793,39 @@ mod tests {
 
     const LITTLE: f64 = STEAL_LIMIT;
     const MUCH: f64 = STEAL_LIMIT * 3.0;
+
+    /// Rounds of one load whose runs all carried `rps`.
+    fn rounds_at(rps: f64) -> Rounds {
+        let runs = vec![
+            Load {
+                requests_per_s: rps,
+                ..Load::default()
+            };
+            3
+        ];
+        Rounds {
+            case: Case::KeepAlive,
+            runs,
+        }
+    }
+
+    #[test]
+    fn the_fixed_rate_is_a_share_of_the_slowest_proxy_whole_per_connection() {
+        let shape = Shape {
+            connections: 50,
+            duration: Duration::from_secs(1),
+            warm_up: true,
+        };
+        let rounds = [
+            rounds_at(30_000.0),
+            rounds_at(28_940.8),
+            rounds_at(33_000.0),
+        ];
+        // 60% of 28,940.8 is 17,364.5: 347 a connection.
+        assert_eq!(fixed_rate(&rounds, shape), 347 * 50);
+        assert_eq!(Case::H1AtRate(17_350).rate(), Some(17_350));
+        assert_eq!(Case::KeepAlive.rate(), None);
+    }
 
     #[test]
     fn a_run_that_lost_little_is_kept_at_once() {
