@@ -701,16 +701,18 @@ fn compare_loads(
         _ => String::new(),
     };
     // At a fixed rate, requests/s says whether each proxy kept up, no more.
-    let higher_rps = match ours_rounds.case.rate() {
-        Some(_) => String::new(),
-        None => rounds_better(
-            theirs_rounds.lower_in(ours_rounds, |l| l.requests_per_s),
-            "higher",
+    let (better, higher_rps) = match ours_rounds.case.rate() {
+        Some(_) => (
+            "req/s as carried (a proxy that kept up carried the rate asked)",
+            String::new(),
         ),
-    };
-    let better = match ours_rounds.case.rate() {
-        Some(_) => "req/s as carried (a proxy that kept up carried the rate asked)",
-        None => "higher is better",
+        None => (
+            "higher is better",
+            rounds_better(
+                theirs_rounds.lower_in(ours_rounds, |l| l.requests_per_s),
+                "higher",
+            ),
+        ),
     };
     let lower_p99 = rounds_better(ours_rounds.lower_in(theirs_rounds, |l| l.p99_ms), "lower");
     let timed = match ours.warmed_up {
