@@ -714,6 +714,7 @@ fn compare_loads(
             ),
         ),
     };
+    let lower_p50 = rounds_better(ours_rounds.lower_in(theirs_rounds, |l| l.p50_ms), "lower");
     let lower_p99 = rounds_better(ours_rounds.lower_in(theirs_rounds, |l| l.p99_ms), "lower");
     let timed = match ours.warmed_up {
         true => format!(
@@ -753,7 +754,13 @@ fn compare_loads(
         theirs.cpu_us_per_request,
         "CPU time of the proxy's processes per request; lower is better",
     );
-    compare("p50", "ms", ours.p50_ms, theirs.p50_ms, "lower is better");
+    compare(
+        "p50",
+        "ms",
+        ours.p50_ms,
+        theirs.p50_ms,
+        &format!("lower is better{lower_p50}"),
+    );
     compare(
         "p99",
         "ms",
