@@ -78,7 +78,7 @@ impl Rounds {
 
     /// In how many of the rounds both ran `figure` was lower here than in `other`, and how
     /// many rounds both ran; `None` for two kinds of load, whose rounds ran at other times.
-    pub fn lower_in(&self, other: &Rounds, figure: fn(&Load) -> f64) -> Option<(usize, usize)> {
+    pub fn lower_in(&self, other: &Rounds, figure: Figure) -> Option<(usize, usize)> {
         if self.case != other.case {
             return None;
         }
@@ -87,6 +87,9 @@ impl Rounds {
         Some((lower, pairs.count()))
     }
 }
+
+/// One figure of a load run (its p99, its req/s...).
+pub type Figure = fn(&Load) -> f64;
 
 /// How hard to push.
 #[derive(Debug, Clone, Copy)]

@@ -50,7 +50,7 @@ use crate::servers::{Launcher, Server};
 use crate::steal::Snapshot;
 use anyhow::Context as _;
 use balancer_tests::{netns::Netns, pki::Ca};
-use load::{Load, Rounds, Shape};
+use load::{Figure, Load, Rounds, Shape};
 use std::{path::Path, time::Duration};
 
 /// The proxies' addresses in the namespace, and those of their instances under callgrind.
@@ -714,8 +714,6 @@ fn compare_loads(
             ),
         ),
     };
-    let lower_p50 = rounds_better(ours_rounds.lower_in(theirs_rounds, |l| l.p50_ms), "lower");
-    let lower_p99 = rounds_better(ours_rounds.lower_in(theirs_rounds, |l| l.p99_ms), "lower");
     let timed = match ours.warmed_up {
         true => format!(
             ", timed once every connection is open (the first request of each waits {} ms)",
@@ -754,20 +752,12 @@ fn compare_loads(
         theirs.cpu_us_per_request,
         "CPU time of the proxy's processes per request; lower is better",
     );
-    compare(
-        "p50",
-        "ms",
-        ours.p50_ms,
-        theirs.p50_ms,
-        &format!("lower is better{lower_p50}"),
-    );
-    compare(
-        "p99",
-        "ms",
-        ours.p99_ms,
-        theirs.p99_ms,
-        &format!("lower is better{lower_p99}"),
-    );
+    let percentiles: [(&str, Figure); 2] = [("p50", |l| l.p50_ms), ("p99", |l| l.p99_ms)];
+    for (what, figure) in percentiles {
+        let lower = rounds_better(ours_rounds.lower_in(theirs_rounds, figure), "lower");
+        let note = format!("lower is better{lower}");
+        compare(what, "ms", figure(ours), figure(theirs), &note);
+    }
     if let (Some(x), Some(y)) = (ours.p999_ms, theirs.p999_ms) {
         compare("p999", "ms", x, y, "lower is better");
     }
