@@ -539,49 +539,52 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
         );
     }
     for (peer, theirs) in figures.iter().filter(|(n, _)| *n != "balancer") {
+        let wrk = |shape: Shape| format!("wrk -t1 -c{}", shape.connections);
+        let h2load = format!("h2load -t1 -c{} -m{}", plan.h2.connections, plan.h2_streams);
         let rows = [
             (
                 "l7.h1.keepalive",
                 &ours_loads.keepalive,
                 &theirs.loads.keepalive,
-                "wrk -t1 -c50, HTTP/1.1 keep-alive",
+                format!("{}, HTTP/1.1 keep-alive", wrk(plan.keepalive)),
             ),
             (
                 "l7.h1.handshake",
                 &ours_loads.handshake,
                 &theirs.loads.handshake,
-                "wrk -t1 -c20, Connection: close (a TLS handshake per request)",
+                format!(
+                    "{}, Connection: close (a TLS handshake per request)",
+                    wrk(plan.handshake)
+                ),
             ),
-            (
-                "l7.h2",
-                &ours_loads.h2,
-                &theirs.loads.h2,
-                "h2load -t1 -c10 -m10",
-            ),
+            ("l7.h2", &ours_loads.h2, &theirs.loads.h2, h2load.clone()),
             (
                 "l7.h1.redirect",
                 &ours_loads.redirect,
                 &theirs.loads.redirect,
-                "wrk -t1 -c50, OWA of a mailbox in a site with ExternalURL: 302 (R8) after a \
-                 directory lookup; the peer answers from a static rule for that mailbox",
+                format!(
+                    "{}, OWA of a mailbox in a site with ExternalURL: 302 (R8) after a \
+                     directory lookup; the peer answers from a static rule for that mailbox",
+                    wrk(plan.keepalive)
+                ),
             ),
         ];
         for (key, a, b, how) in rows {
-            compare_loads(results, plan, key, how, a, peer, b);
+            compare_loads(results, plan, key, &how, a, peer, b);
         }
         let at_rate = [
             (
                 "l7.h1.fixed_rate",
                 &ours_loads.h1_at_rate,
                 &theirs.loads.h1_at_rate,
-                "h2load --h1 -t1 -c50",
+                format!("h2load --h1 -t1 -c{}", plan.keepalive.connections),
                 "l7.h1.keepalive",
             ),
             (
                 "l7.h2.fixed_rate",
                 &ours_loads.h2_at_rate,
                 &theirs.loads.h2_at_rate,
-                "h2load -t1 -c10 -m10",
+                h2load,
                 "l7.h2",
             ),
         ];
