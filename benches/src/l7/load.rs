@@ -216,32 +216,88 @@ pub enum Flow {
 }
 
 /// h2load over one TLS connection per client, timed as `shape` says, as fast as the proxy
-/// answers or at `rate` requests/s in all (spread over the connections: h2load's `--rps` is
-/// per connection); latency percentiles from its per-request log (which holds the timed
-/// requests only).
+/// answers; latency percentiles from its per-request log (which holds the timed requests only).
 pub fn h2load(
     prefix: &mut Command,
     url: &str,
     shape: Shape,
     flow: Flow,
-    rate: Option<u32>,
     log: &Path,
 ) -> anyhow::Result<Load> {
     let cmd = prefix
         .args(["h2load", "-t1"])
         .arg(format!("-c{}", shape.connections))
         .arg(format!("-D{}", shape.duration.as_secs().max(1)));
-    match flow {
-        Flow::H1 => cmd.arg("--h1"),
-        Flow::H2 { streams } => cmd.arg(format!("-m{streams}")),
-    };
-    if let Some(rate) = rate {
-        cmd.arg(format!("--rps={}", rate / shape.connections.max(1)));
-    }
+    flow.args(cmd);
     if shape.warm_up {
         cmd.arg(format!("--warm-up-time={}ms", WARM_UP.as_millis()));
     }
-    cmd.arg("--log-file").arg(log).arg(url);
+    let mut load = run_h2load(cmd.arg("--log-file").arg(log).arg(url), log, Duration::ZERO)?;
+    load.warmed_up = shape.warm_up;
+    Ok(load)
+}
+
+/// Requests a second each connection of a [`paced`] load is asked for. h2load sends a
+/// connection's `--rps` requests from a timer that fires at most every 10 ms, each time with
+/// all the requests then due: above 100 a second, a connection's requests leave in bursts
+/// (at 352 a connection and 50 connections, every request of a run left within the same 4 ms
+/// of each 10, at more than any proxy here carries flat out). At 100, one leaves per tick.
+pub const PACED_PER_CONNECTION: u32 = 100;
+
+/// The connections of a [`paced`] load at `rate` requests/s.
+pub fn paced_connections(rate: u32) -> u32 {
+    rate.div_ceil(PACED_PER_CONNECTION).max(1)
+}
+
+/// How long after its first request a [`paced`] load over `connections` starts timing: the
+/// connections open one a millisecond, then [`WARM_UP`].
+pub fn paced_skip(connections: u32) -> Duration {
+    Duration::from_millis(connections.into()) + WARM_UP
+}
+
+/// h2load at `rate` requests/s in all, paced: [`PACED_PER_CONNECTION`] a connection over
+/// [`paced_connections`], for about `duration` once timed ([`paced_skip`]). The connections
+/// open one a millisecond (h2load's rate mode): each connection's timer starts when its
+/// handshake ends, so theirs are spread over the 10 ms period. Opened ten a millisecond, the
+/// handshakes ended in clumps, and so did the requests (up to 35 in one millisecond of ten).
+pub fn paced(
+    prefix: &mut Command,
+    url: &str,
+    flow: Flow,
+    rate: u32,
+    duration: Duration,
+    log: &Path,
+) -> anyhow::Result<Load> {
+    let connections = paced_connections(rate);
+    let skip = paced_skip(connections);
+    let per_connection = (duration + skip).as_secs_f64() * f64::from(PACED_PER_CONNECTION);
+    let cmd = prefix
+        .args(["h2load", "-t1"])
+        .arg(format!("-c{connections}"))
+        .args(["-r1", "--rate-period", "1ms"])
+        .arg(format!("--rps={PACED_PER_CONNECTION}"))
+        .arg(format!(
+            "-n{}",
+            u64::from(connections) * per_connection as u64
+        ));
+    flow.args(cmd);
+    run_h2load(cmd.arg("--log-file").arg(log).arg(url), log, skip)
+}
+
+impl Flow {
+    fn args(self, cmd: &mut Command) {
+        match self {
+            Flow::H1 => cmd.arg("--h1"),
+            Flow::H2 { streams } => cmd.arg(format!("-m{streams}")),
+        };
+    }
+}
+
+/// Runs h2load (`cmd`, logging to `log`): its counts from what it prints, and its latency
+/// percentiles from the log, leaving out the requests started in the first `skip` (then
+/// req/s is the rate of those kept).
+fn run_h2load(cmd: &mut Command, log: &Path, skip: Duration) -> anyhow::Result<Load> {
+    fresh_log(log)?;
     crate::provenance::command(cmd);
     let out = cmd.output().context("running h2load")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -254,15 +310,60 @@ pub fn h2load(
     }
     let mut load =
         parse_h2load(&text).with_context(|| format!("reading h2load's output:\n{text}"))?;
-    let mut micros: Vec<u64> = std::fs::read_to_string(log)?
-        .lines()
-        .filter_map(|l| l.split('\t').nth(2)?.trim().parse().ok())
-        .collect();
+    let logged = parse_h2load_log(&std::fs::read_to_string(log)?);
+    let Timed { mut micros, per_s } = timed(&logged, skip);
     micros.sort_unstable();
     let pct = |p: f64| percentile(&micros, p) as f64 / 1000.0;
     (load.p50_ms, load.p99_ms, load.p999_ms) = (pct(0.50), pct(0.99), Some(pct(0.999)));
-    load.warmed_up = shape.warm_up;
+    if let Some(per_s) = per_s {
+        load.requests_per_s = per_s;
+    }
     Ok(load)
+}
+
+/// Removes the log of an earlier run: h2load appends to its log file, so every run's figures
+/// would otherwise hold the runs before it (through the same proxy, of every load).
+fn fresh_log(log: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(log) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", log.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// h2load's per-request log: when each request started (µs since the epoch) and how long it
+/// took (µs).
+fn parse_h2load_log(text: &str) -> Vec<(u64, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut fields = l.split('\t');
+            let start = fields.next()?.trim().parse().ok()?;
+            let micros = fields.nth(1)?.trim().parse().ok()?;
+            Some((start, micros))
+        })
+        .collect()
+}
+
+/// The requests of a log that are timed.
+struct Timed {
+    micros: Vec<u64>,
+    /// Their rate, when some were left out.
+    per_s: Option<f64>,
+}
+
+/// The requests of `logged` started at least `skip` after the first.
+fn timed(logged: &[(u64, u64)], skip: Duration) -> Timed {
+    let first = logged.iter().map(|(start, _)| *start).min().unwrap_or(0);
+    let cut = first + skip.as_micros() as u64;
+    let kept: Vec<&(u64, u64)> = logged.iter().filter(|(start, _)| *start >= cut).collect();
+    let last = kept.iter().map(|(start, _)| *start).max().unwrap_or(cut);
+    let per_s =
+        (!skip.is_zero() && last > cut).then(|| kept.len() as f64 * 1e6 / (last - cut) as f64);
+    Timed {
+        micros: kept.iter().map(|(_, micros)| *micros).collect(),
+        per_s,
+    }
 }
 
 /// The `p`-quantile (nearest rank) of sorted values; 0 for none.
@@ -384,6 +485,37 @@ p99.9 1234567
         assert_eq!(l.p99_ms, 1020.0);
         assert_eq!(l.p999_ms, Some(1234.567));
         assert_eq!((l.requests, l.errors), (19600, 9));
+    }
+
+    #[test]
+    fn each_h2load_run_starts_a_fresh_log() {
+        let log = std::env::temp_dir().join(format!("h2load-log-test-{}", std::process::id()));
+        std::fs::write(&log, "1000000\t200\t900\n").unwrap();
+        fresh_log(&log).unwrap();
+        assert!(!log.exists());
+        fresh_log(&log).unwrap(); // none there: nothing to do
+    }
+
+    #[test]
+    fn the_first_requests_of_a_paced_log_are_left_out() {
+        let log = "1000000\t200\t900\n1100000\t200\t800\n1250000\t200\t300\n\
+                   1500000\t200\t200\n1750000\t-1\t100\n";
+        let logged = parse_h2load_log(log);
+        assert_eq!(logged.len(), 5);
+        let Timed { micros, per_s } = timed(&logged, Duration::from_millis(250));
+        assert_eq!(micros, [300, 200, 100]);
+        // 3 requests started over the 0.5 s from the cut to the last.
+        assert_eq!(per_s, Some(6.0));
+        let all = timed(&logged, Duration::ZERO);
+        assert_eq!((all.micros.len(), all.per_s), (5, None));
+    }
+
+    #[test]
+    fn a_paced_load_asks_one_request_a_tick_of_each_connection() {
+        // 17,600 req/s: 176 connections at 100 a second, opened over 176 ms.
+        assert_eq!(paced_connections(17_600), 176);
+        assert_eq!(paced_connections(50), 1);
+        assert_eq!(paced_skip(176), Duration::from_millis(176) + WARM_UP);
     }
 
     #[test]

@@ -16,14 +16,13 @@
 //!   `l7.h1.redirect` and `l7.h1.proxied`);
 //! - `l7.h1.handshake`: wrk with `Connection: close`: a TLS handshake per request;
 //! - `l7.h2`: h2load, HTTP/2 with concurrent streams: requests/s, p50, p99, p99.9;
-//! - `l7.h1.fixed_rate`, `l7.h2.fixed_rate`: the latency of the same two loads at a rate every
-//!   proxy is asked alike, [`FIXED_RATE_SHARE`] of the slowest one's requests/s (h2load's
-//!   `--rps`). The loads above run each proxy flat out, where a proxy's latency is as much a
-//!   matter of its throughput and of the generator's core as of the proxy; at a fixed rate,
-//!   below what any of them can carry, the generator and the upstream do the same work for
-//!   each, and a difference in latency is the proxy's. (h2load sends a connection's next
-//!   request when its last answer is in: an answer late by a stall delays the request after
-//!   it rather than being counted from when that one was due, for every proxy alike.)
+//! - `l7.h1.fixed_rate`, `l7.h2.fixed_rate`: the latency of the same two protocols at a rate
+//!   every proxy is asked alike, [`FIXED_RATE_SHARE`] of the slowest one's requests/s, paced
+//!   ([`load::paced`]: one request a connection every 10 ms, the connections opened one a
+//!   millisecond so that their timers are spread over the period). The loads above run each proxy flat out, where a proxy's latency is as
+//!   much a matter of its throughput and of the generator's core as of the proxy; at a paced
+//!   rate well below what any of them carries, the generator and the upstream do the same
+//!   work for each, and a difference in latency is the proxy's;
 //! - `l7.h1.redirect`: OWA for a mailbox of a site with an ExternalURL, answered 302 (R8) by
 //!   the router after its directory lookup, by the peers from a static per-mailbox rule;
 //! - `l7.h1.proxied` (the router only, next to its local path): OWA for a mailbox of a site
@@ -305,18 +304,22 @@ impl Case {
 }
 
 /// The share of the slowest proxy's requests/s (in the same run) at which the fixed-rate loads
-/// run: what the latency of a proxy with room to spare is, every proxy asked the same.
-const FIXED_RATE_SHARE: f64 = 0.6;
+/// run: what the latency of a proxy with room to spare is, every proxy asked the same. The
+/// generator's core sets the bound: paced, a request costs h2load more than in the flat-out
+/// loads (one connection's request per tick, none sent together), and its core, shared with
+/// the upstream, was full at 15,000 h2 requests/s, 26% of the proxies' flat-out rate.
+const FIXED_RATE_SHARE: f64 = 0.2;
 
-/// [`FIXED_RATE_SHARE`] of the lowest median requests/s of `rounds`, a whole number per
-/// connection of `shape`.
-fn fixed_rate(rounds: &[Rounds], shape: Shape) -> u32 {
+/// [`FIXED_RATE_SHARE`] of the lowest median requests/s of `rounds`, a whole number of
+/// connections at [`load::PACED_PER_CONNECTION`].
+fn fixed_rate(rounds: &[Rounds]) -> u32 {
     let slowest = rounds
         .iter()
         .map(|r| r.median().requests_per_s)
         .fold(f64::INFINITY, f64::min);
-    let per_connection = (slowest * FIXED_RATE_SHARE / f64::from(shape.connections)).floor();
-    (per_connection.max(1.0) as u32) * shape.connections
+    let per_connection = f64::from(load::PACED_PER_CONNECTION);
+    let connections = (slowest * FIXED_RATE_SHARE / per_connection).floor();
+    (connections.max(1.0) as u32) * load::PACED_PER_CONNECTION
 }
 
 /// Every load through every proxy, interleaved (see the module's documentation), in the order
@@ -351,11 +354,11 @@ fn loads(
         })
     };
     let keepalive = each(Case::KeepAlive, &all)?;
-    let h1_rate = fixed_rate(&keepalive, plan.keepalive);
+    let h1_rate = fixed_rate(&keepalive);
     let mut keepalive = keepalive.into_iter();
     let mut handshake = each(Case::Handshake, &all)?.into_iter();
     let h2 = each(Case::H2, &all)?;
-    let h2_rate = fixed_rate(&h2, plan.h2);
+    let h2_rate = fixed_rate(&h2);
     let mut h2 = h2.into_iter();
     let mut redirect = each(Case::Redirect, &all)?.into_iter();
     let mut h1_at_rate = each(Case::H1AtRate(h1_rate), &all)?.into_iter();
@@ -464,8 +467,11 @@ fn run_case(
     let wrk =
         |shape, headers: &[&str]| load::wrk(&mut generator.prefix(), &url, shape, headers, dir);
     let log = dir.join(format!("{}-h2load.log", server.name));
-    let h2load =
-        |shape, flow, rate| load::h2load(&mut generator.prefix(), &url, shape, flow, rate, &log);
+    let h2load = |shape, flow| load::h2load(&mut generator.prefix(), &url, shape, flow, &log);
+    let paced = |flow, rate| {
+        let duration = plan.keepalive.duration;
+        load::paced(&mut generator.prefix(), &url, flow, rate, duration, &log)
+    };
     let h2_flow = load::Flow::H2 {
         streams: plan.h2_streams,
     };
@@ -474,9 +480,9 @@ fn run_case(
         Case::Handshake => wrk(plan.handshake, &[load::CLOSE]),
         Case::Redirect => wrk(plan.keepalive, &[&anchor(servers::REDIRECTED_MAILBOX)]),
         Case::Proxied => wrk(plan.keepalive, &[&anchor(servers::REMOTE_MAILBOX)]),
-        Case::H2 => h2load(plan.h2, h2_flow, None),
-        Case::H1AtRate(rate) => h2load(plan.keepalive, load::Flow::H1, Some(rate)),
-        Case::H2AtRate(rate) => h2load(plan.h2, h2_flow, Some(rate)),
+        Case::H2 => h2load(plan.h2, h2_flow),
+        Case::H1AtRate(rate) => paced(load::Flow::H1, rate),
+        Case::H2AtRate(rate) => paced(h2_flow, rate),
     })
 }
 
@@ -577,23 +583,28 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
                 "l7.h1.fixed_rate",
                 &ours_loads.h1_at_rate,
                 &theirs.loads.h1_at_rate,
-                format!("h2load --h1 -t1 -c{}", plan.keepalive.connections),
+                "--h1",
                 "l7.h1.keepalive",
             ),
             (
                 "l7.h2.fixed_rate",
                 &ours_loads.h2_at_rate,
                 &theirs.loads.h2_at_rate,
-                h2load,
+                &*format!("-m{}", plan.h2_streams),
                 "l7.h2",
             ),
         ];
-        for (key, a, b, generator, of) in at_rate {
+        for (key, a, b, flow, of) in at_rate {
+            let rate = a.case.rate().unwrap_or_default();
+            let connections = load::paced_connections(rate);
             let how = format!(
-                "{generator} --rps (per connection): {} req/s in all for every proxy, {:.0}% of \
-                 the lowest median req/s of {of} in this run",
-                a.case.rate().unwrap_or_default(),
-                FIXED_RATE_SHARE * 100.0
+                "h2load {flow} -t1 -c{connections} -r1 --rate-period 1ms --rps={}: {rate} req/s \
+                 in all for every proxy, paced (one request a connection every 10 ms, the \
+                 connections opened one a millisecond), {:.0}% of the lowest median req/s of \
+                 {of} in this run; the requests of the first {} ms left out",
+                load::PACED_PER_CONNECTION,
+                FIXED_RATE_SHARE * 100.0,
+                load::paced_skip(connections).as_millis()
             );
             compare_loads(results, plan, key, &how, a, peer, b);
         }
@@ -812,19 +823,15 @@ mod tests {
     }
 
     #[test]
-    fn the_fixed_rate_is_a_share_of_the_slowest_proxy_whole_per_connection() {
-        let shape = Shape {
-            connections: 50,
-            duration: Duration::from_secs(1),
-            warm_up: true,
-        };
+    fn the_fixed_rate_is_a_share_of_the_slowest_proxy_in_whole_paced_connections() {
         let rounds = [
             rounds_at(30_000.0),
             rounds_at(28_940.8),
             rounds_at(33_000.0),
         ];
-        // 60% of 28,940.8 is 17,364.5: 347 a connection.
-        assert_eq!(fixed_rate(&rounds, shape), 347 * 50);
+        // 20% of 28,940.8 is 5,788.2: 57 connections at 100 a second.
+        assert_eq!(fixed_rate(&rounds), 5_700);
+        assert_eq!(fixed_rate(&[rounds_at(10.0)]), 100);
         assert_eq!(Case::H1AtRate(17_350).rate(), Some(17_350));
         assert_eq!(Case::KeepAlive.rate(), None);
     }
