@@ -228,7 +228,7 @@ pub fn h2load(
         .args(["h2load", "-t1"])
         .arg(format!("-c{}", shape.connections))
         .arg(format!("-D{}", shape.duration.as_secs().max(1)));
-    flow.args(cmd);
+    cmd.arg(flow.arg());
     if shape.warm_up {
         cmd.arg(format!("--warm-up-time={}ms", WARM_UP.as_millis()));
     }
@@ -256,10 +256,8 @@ pub fn paced_skip(connections: u32) -> Duration {
 }
 
 /// h2load at `rate` requests/s in all, paced: [`PACED_PER_CONNECTION`] a connection over
-/// [`paced_connections`], for about `duration` once timed ([`paced_skip`]). The connections
-/// open one a millisecond (h2load's rate mode): each connection's timer starts when its
-/// handshake ends, so theirs are spread over the 10 ms period. Opened ten a millisecond, the
-/// handshakes ended in clumps, and so did the requests (up to 35 in one millisecond of ten).
+/// [`paced_connections`], for about `duration` once timed ([`paced_skip`]); its arguments are
+/// [`paced_args`].
 pub fn paced(
     prefix: &mut Command,
     url: &str,
@@ -268,28 +266,38 @@ pub fn paced(
     duration: Duration,
     log: &Path,
 ) -> anyhow::Result<Load> {
-    let connections = paced_connections(rate);
-    let skip = paced_skip(connections);
-    let per_connection = (duration + skip).as_secs_f64() * f64::from(PACED_PER_CONNECTION);
-    let cmd = prefix
-        .args(["h2load", "-t1"])
-        .arg(format!("-c{connections}"))
-        .args(["-r1", "--rate-period", "1ms"])
-        .arg(format!("--rps={PACED_PER_CONNECTION}"))
-        .arg(format!(
-            "-n{}",
-            u64::from(connections) * per_connection as u64
-        ));
-    flow.args(cmd);
+    let skip = paced_skip(paced_connections(rate));
+    let cmd = prefix.arg("h2load").args(paced_args(flow, rate, duration));
     run_h2load(cmd.arg("--log-file").arg(log).arg(url), log, skip)
 }
 
+/// h2load's arguments for a [`paced`] load. The connections open one a millisecond (h2load's
+/// rate mode): each connection's timer starts when its handshake ends, so theirs are spread
+/// over the 10 ms period. Opened ten a millisecond, the handshakes ended in clumps, and so did
+/// the requests (up to 35 in one millisecond of ten).
+pub fn paced_args(flow: Flow, rate: u32, duration: Duration) -> Vec<String> {
+    let connections = paced_connections(rate);
+    let skip = paced_skip(connections);
+    let per_connection = (duration + skip).as_secs_f64() * f64::from(PACED_PER_CONNECTION);
+    vec![
+        "-t1".into(),
+        format!("-c{connections}"),
+        "-r1".into(),
+        "--rate-period".into(),
+        "1ms".into(),
+        format!("--rps={PACED_PER_CONNECTION}"),
+        format!("-n{}", u64::from(connections) * per_connection as u64),
+        flow.arg(),
+    ]
+}
+
 impl Flow {
-    fn args(self, cmd: &mut Command) {
+    /// h2load's argument for this flow.
+    fn arg(self) -> String {
         match self {
-            Flow::H1 => cmd.arg("--h1"),
-            Flow::H2 { streams } => cmd.arg(format!("-m{streams}")),
-        };
+            Flow::H1 => "--h1".into(),
+            Flow::H2 { streams } => format!("-m{streams}"),
+        }
     }
 }
 
@@ -516,6 +524,12 @@ p99.9 1234567
         assert_eq!(paced_connections(17_600), 176);
         assert_eq!(paced_connections(50), 1);
         assert_eq!(paced_skip(176), Duration::from_millis(176) + WARM_UP);
+        // 4 s timed after 426 ms of opening and warm-up: 442 requests a connection.
+        let args = paced_args(Flow::H1, 17_600, Duration::from_secs(4)).join(" ");
+        assert_eq!(
+            args,
+            "-t1 -c176 -r1 --rate-period 1ms --rps=100 -n77792 --h1"
+        );
     }
 
     #[test]

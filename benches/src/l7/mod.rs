@@ -19,10 +19,11 @@
 //! - `l7.h1.fixed_rate`, `l7.h2.fixed_rate`: the latency of the same two protocols at a rate
 //!   every proxy is asked alike, [`FIXED_RATE_SHARE`] of the slowest one's requests/s, paced
 //!   ([`load::paced`]: one request a connection every 10 ms, the connections opened one a
-//!   millisecond so that their timers are spread over the period). The loads above run each proxy flat out, where a proxy's latency is as
-//!   much a matter of its throughput and of the generator's core as of the proxy; at a paced
-//!   rate well below what any of them carries, the generator and the upstream do the same
-//!   work for each, and a difference in latency is the proxy's;
+//!   millisecond so that their timers are spread over the period). The loads above run each
+//!   proxy flat out, where a proxy's latency is as much a matter of its throughput and of the
+//!   generator's core as of the proxy; at a paced rate well below what any of them carries,
+//!   the generator and the upstream do the same work for each, and a difference in latency
+//!   is the proxy's;
 //! - `l7.h1.redirect`: OWA for a mailbox of a site with an ExternalURL, answered 302 (R8) by
 //!   the router after its directory lookup, by the peers from a static per-mailbox rule;
 //! - `l7.h1.proxied` (the router only, next to its local path): OWA for a mailbox of a site
@@ -547,6 +548,9 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
     for (peer, theirs) in figures.iter().filter(|(n, _)| *n != "balancer") {
         let wrk = |shape: Shape| format!("wrk -t1 -c{}", shape.connections);
         let h2load = format!("h2load -t1 -c{} -m{}", plan.h2.connections, plan.h2_streams);
+        let h2_flow = load::Flow::H2 {
+            streams: plan.h2_streams,
+        };
         let rows = [
             (
                 "l7.h1.keepalive",
@@ -583,28 +587,27 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
                 "l7.h1.fixed_rate",
                 &ours_loads.h1_at_rate,
                 &theirs.loads.h1_at_rate,
-                "--h1",
+                load::Flow::H1,
                 "l7.h1.keepalive",
             ),
             (
                 "l7.h2.fixed_rate",
                 &ours_loads.h2_at_rate,
                 &theirs.loads.h2_at_rate,
-                &*format!("-m{}", plan.h2_streams),
+                h2_flow,
                 "l7.h2",
             ),
         ];
         for (key, a, b, flow, of) in at_rate {
             let rate = a.case.rate().unwrap_or_default();
-            let connections = load::paced_connections(rate);
+            let args = load::paced_args(flow, rate, plan.keepalive.duration).join(" ");
             let how = format!(
-                "h2load {flow} -t1 -c{connections} -r1 --rate-period 1ms --rps={}: {rate} req/s \
-                 in all for every proxy, paced (one request a connection every 10 ms, the \
-                 connections opened one a millisecond), {:.0}% of the lowest median req/s of \
-                 {of} in this run; the requests of the first {} ms left out",
-                load::PACED_PER_CONNECTION,
+                "h2load {args}: {rate} req/s in all for every proxy, paced (one request a \
+                 connection every 10 ms, the connections opened one a millisecond), {:.0}% of \
+                 the lowest median req/s of {of} in this run; the requests of the first {} ms \
+                 left out",
                 FIXED_RATE_SHARE * 100.0,
-                load::paced_skip(connections).as_millis()
+                load::paced_skip(load::paced_connections(rate)).as_millis()
             );
             compare_loads(results, plan, key, &how, a, peer, b);
         }
