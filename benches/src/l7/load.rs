@@ -255,9 +255,7 @@ pub fn paced_skip(connections: u32) -> Duration {
     Duration::from_millis(connections.into()) + WARM_UP
 }
 
-/// h2load at `rate` requests/s in all, paced: [`PACED_PER_CONNECTION`] a connection over
-/// [`paced_connections`], for about `duration` once timed ([`paced_skip`]); its arguments are
-/// [`paced_args`].
+/// h2load at `rate` requests/s in all, paced ([`Paced`]), for about `duration` once timed.
 pub fn paced(
     prefix: &mut Command,
     url: &str,
@@ -266,29 +264,41 @@ pub fn paced(
     duration: Duration,
     log: &Path,
 ) -> anyhow::Result<Load> {
-    let skip = paced_skip(paced_connections(rate));
-    let cmd = prefix.arg("h2load").args(paced_args(flow, rate, duration));
+    let Paced { args, skip } = Paced::new(flow, rate, duration);
+    let cmd = prefix.arg("h2load").args(args);
     run_h2load(cmd.arg("--log-file").arg(log).arg(url), log, skip)
 }
 
-/// h2load's arguments for a [`paced`] load. The connections open one a millisecond (h2load's
-/// rate mode): each connection's timer starts when its handshake ends, so theirs are spread
-/// over the 10 ms period. Opened ten a millisecond, the handshakes ended in clumps, and so did
-/// the requests (up to 35 in one millisecond of ten).
-pub fn paced_args(flow: Flow, rate: u32, duration: Duration) -> Vec<String> {
-    let connections = paced_connections(rate);
-    let skip = paced_skip(connections);
-    let per_connection = (duration + skip).as_secs_f64() * f64::from(PACED_PER_CONNECTION);
-    vec![
-        "-t1".into(),
-        format!("-c{connections}"),
-        "-r1".into(),
-        "--rate-period".into(),
-        "1ms".into(),
-        format!("--rps={PACED_PER_CONNECTION}"),
-        format!("-n{}", u64::from(connections) * per_connection as u64),
-        flow.arg(),
-    ]
+/// How a [`paced`] load runs: [`PACED_PER_CONNECTION`] a connection over
+/// [`paced_connections`], the connections opened one a millisecond (h2load's rate mode). Each
+/// connection's timer starts when its handshake ends, so theirs are spread over the 10 ms
+/// period. Opened ten a millisecond, the handshakes ended in clumps, and so did the requests
+/// (up to 35 in one millisecond of ten).
+pub struct Paced {
+    /// h2load's arguments (but the log and the URL).
+    pub args: Vec<String>,
+    /// How long after the first request the requests are timed ([`paced_skip`]).
+    pub skip: Duration,
+}
+
+impl Paced {
+    /// `rate` requests/s of `flow`, timed for about `duration`.
+    pub fn new(flow: Flow, rate: u32, duration: Duration) -> Self {
+        let connections = paced_connections(rate);
+        let skip = paced_skip(connections);
+        let per_connection = (duration + skip).as_secs_f64() * f64::from(PACED_PER_CONNECTION);
+        let args = vec![
+            "-t1".into(),
+            format!("-c{connections}"),
+            "-r1".into(),
+            "--rate-period".into(),
+            "1ms".into(),
+            format!("--rps={PACED_PER_CONNECTION}"),
+            format!("-n{}", u64::from(connections) * per_connection as u64),
+            flow.arg(),
+        ];
+        Self { args, skip }
+    }
 }
 
 impl Flow {
@@ -525,7 +535,9 @@ p99.9 1234567
         assert_eq!(paced_connections(50), 1);
         assert_eq!(paced_skip(176), Duration::from_millis(176) + WARM_UP);
         // 4 s timed after 426 ms of opening and warm-up: 442 requests a connection.
-        let args = paced_args(Flow::H1, 17_600, Duration::from_secs(4)).join(" ");
+        let paced = Paced::new(Flow::H1, 17_600, Duration::from_secs(4));
+        assert_eq!(paced.skip, paced_skip(176));
+        let args = paced.args.join(" ");
         assert_eq!(
             args,
             "-t1 -c176 -r1 --rate-period 1ms --rps=100 -n77792 --h1"

@@ -600,14 +600,15 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
         ];
         for (key, a, b, flow, of) in at_rate {
             let rate = a.case.rate().unwrap_or_default();
-            let args = load::paced_args(flow, rate, plan.keepalive.duration).join(" ");
+            let paced = load::Paced::new(flow, rate, plan.keepalive.duration);
+            let args = paced.args.join(" ");
             let how = format!(
                 "h2load {args}: {rate} req/s in all for every proxy, paced (one request a \
                  connection every 10 ms, the connections opened one a millisecond), {:.0}% of \
                  the lowest median req/s of {of} in this run; the requests of the first {} ms \
                  left out",
                 FIXED_RATE_SHARE * 100.0,
-                load::paced_skip(load::paced_connections(rate)).as_millis()
+                paced.skip.as_millis()
             );
             compare_loads(results, plan, key, &how, a, peer, b);
         }
