@@ -251,11 +251,13 @@ where
                 if activity.idle_deadline(idle, opened).is_some_and(|d| d <= tokio::time::Instant::now()) {
                     debug!("HTTP/2 connection idle: closing");
                     conn.as_mut().graceful_shutdown();
+                    streams.wake_connection();
                     closing = true;
                 }
             }
             _ = stopping.wait_for(|s| *s), if !closing => {
                 conn.as_mut().graceful_shutdown();
+                streams.wake_connection();
                 closing = true;
             }
         }
