@@ -2,7 +2,7 @@
 //! ([`super::Streams`]). A wake is noted for the part it is for (the connection, or the
 //! streams), so that a poll of the task polls the parts woken only. While the task polls
 //! them, a wake is taken up by another round of the same poll; between polls, it also wakes
-//! the task. One atomic state holds both, so that a wake from
+//! the task. The notes and whether a poll runs are one atomic state, so that a wake from
 //! another thread as a poll ends is never lost: it either finds the poll still running (and
 //! [`Wakes::leave`] sees it) or finds it over (and wakes the task).
 
