@@ -243,23 +243,24 @@ where
     loop {
         let deadline = activity.idle_deadline(idle, opened);
         let check_again = tokio::time::Instant::now() + idle;
-        tokio::select! {
+        let close = tokio::select! {
             ended = std::future::poll_fn(|cx| streams.poll_with(cx, |cx| conn.as_mut().poll(cx))) => {
                 return ended
             }
             () = tokio::time::sleep_until(deadline.unwrap_or(check_again)), if !closing => {
-                if activity.idle_deadline(idle, opened).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                let idle = activity.idle_deadline(idle, opened).is_some_and(|d| d <= tokio::time::Instant::now());
+                if idle {
                     debug!("HTTP/2 connection idle: closing");
-                    conn.as_mut().graceful_shutdown();
-                    streams.wake_connection();
-                    closing = true;
                 }
+                idle
             }
-            _ = stopping.wait_for(|s| *s), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                streams.wake_connection();
-                closing = true;
-            }
+            _ = stopping.wait_for(|s| *s), if !closing => true,
+        };
+        if close {
+            conn.as_mut().graceful_shutdown();
+            // Polled next, to send its GOAWAY (its state changed other than through its waker).
+            streams.wake_connection();
+            closing = true;
         }
     }
 }

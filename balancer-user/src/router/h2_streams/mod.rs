@@ -85,8 +85,11 @@ impl Streams {
                 if let Poll::Ready(ended) = poll_connection(&mut connection) {
                     break Poll::Ready(ended);
                 }
+                // The streams it started (only a poll of the connection starts any).
+                running.extend(new.0.lock().expect("not poisoned").drain(..));
             }
-            run(new, running, &mut Context::from_waker(wakes.streams()));
+            let mut streams = Context::from_waker(wakes.streams());
+            while let Poll::Ready(Some(())) = running.poll_next_unpin(&mut streams) {}
             rounds += 1;
             if rounds == MAX_ROUNDS {
                 // Yields: the wakes noted since are left to `leave`, which has the task polled
@@ -107,12 +110,6 @@ impl Streams {
     pub fn wake_connection(&self) {
         self.wakes.connection().wake_by_ref();
     }
-}
-
-/// Polls the `new` streams and the `running` ones woken since.
-fn run(new: &StreamExecutor, running: &mut FuturesUnordered<StreamFuture>, cx: &mut Context<'_>) {
-    running.extend(new.0.lock().expect("not poisoned").drain(..));
-    while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {}
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ const STREAMS: u8 = 4;
 pub struct Woken(u8);
 
 impl Woken {
-    pub const ALL: Self = Self(CONNECTION | STREAMS);
+    const ALL: Self = Self(CONNECTION | STREAMS);
 
     pub fn connection(self) -> bool {
         self.0 & CONNECTION != 0
@@ -146,16 +146,21 @@ pub(super) mod tests {
         }
     }
 
+    /// A task's wake count, its waker, and the wakes of its connection.
+    fn task() -> (Arc<WakeCount>, Waker, Wakes) {
+        let count = Arc::<WakeCount>::default();
+        (count.clone(), Waker::from(count), Wakes::default())
+    }
+
     #[test]
     fn the_first_poll_polls_both_parts() {
-        let (count, wakes) = (Arc::<WakeCount>::default(), Wakes::default());
-        assert_eq!(wakes.enter(&Waker::from(count)), Woken::ALL);
+        let (_, task, wakes) = task();
+        assert_eq!(wakes.enter(&task), Woken::ALL);
     }
 
     #[test]
     fn a_wake_during_the_poll_is_noted_for_its_part_and_not_passed_on() {
-        let (count, wakes) = (Arc::<WakeCount>::default(), Wakes::default());
-        let task = Waker::from(count.clone());
+        let (count, task, wakes) = task();
         wakes.enter(&task);
         wakes.streams().wake_by_ref();
         assert_eq!(wakes.take(), Woken(STREAMS));
@@ -169,8 +174,7 @@ pub(super) mod tests {
 
     #[test]
     fn a_wake_not_taken_up_before_the_poll_ends_wakes_the_task_for_its_part() {
-        let (count, wakes) = (Arc::<WakeCount>::default(), Wakes::default());
-        let task = Waker::from(count.clone());
+        let (count, task, wakes) = task();
         wakes.enter(&task);
         wakes.connection().wake_by_ref();
         wakes.leave(&task);
@@ -180,8 +184,7 @@ pub(super) mod tests {
 
     #[test]
     fn between_polls_a_wake_wakes_the_task_for_its_part() {
-        let (count, wakes) = (Arc::<WakeCount>::default(), Wakes::default());
-        let task = Waker::from(count.clone());
+        let (count, task, wakes) = task();
         wakes.enter(&task);
         wakes.leave(&task);
         assert_eq!(wakes.enter(&task), Woken(0), "nothing woke it since");
