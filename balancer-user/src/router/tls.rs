@@ -168,6 +168,11 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
     // Sessions resume from tickets the client keeps (encrypted with a key rotated every six
     // hours), not from a server-side cache of 256 sessions that thousands of mail clients
     // would churn through: a resumed handshake costs no certificate signature.
+    // One ticket per connection, as Go's crypto/tls sends and OpenSSL after a resumed
+    // handshake: the next connection resumes from it and gets the next one, and a client
+    // that resumes one connection after another (a mail client's reconnects) decrypts and
+    // stores one ticket each time, not two (rustls' default) of which it uses one.
+    config.send_tls13_tickets = 1;
     match rustls::crypto::ring::Ticketer::new() {
         Ok(ticketer) => config.ticketer = ticketer,
         Err(e) => {

@@ -2,6 +2,7 @@
 
 use super::*;
 use rcgen::{generate_simple_self_signed, CertifiedKey as Generated};
+use rustls::pki_types::ServerName;
 
 struct Dir(PathBuf);
 
@@ -142,8 +143,61 @@ fn exchange(client: &mut rustls::ClientConnection, server: &mut rustls::ServerCo
     }
 }
 
+/// A client's session store that counts the TLS 1.3 tickets it is given.
+#[derive(Debug)]
+struct CountingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingStore {
+    fn take_count(&self) -> usize {
+        self.tickets.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        v: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, v)
+    }
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        v: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tickets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(name, v)
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
 #[test]
-fn sessions_resume_from_stateless_tickets() {
+fn sessions_resume_from_stateless_tickets_one_per_connection() {
     let d = dir("tickets");
     let spec = write_cert(&d.0, "www.usa.contoso.com");
     let server = server_config(CertStore::load(std::slice::from_ref(&spec)).unwrap());
@@ -155,23 +209,31 @@ fn sessions_resume_from_stateless_tickets() {
     roots
         .add(CertificateDer::from_pem_file(&spec.cert).unwrap())
         .unwrap();
-    let client = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
-    let mut kinds = Vec::new();
-    for _ in 0..2 {
+    let store = Arc::new(CountingStore {
+        inner: rustls::client::ClientSessionMemoryCache::new(16),
+        tickets: Default::default(),
+    });
+    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    client.resumption = rustls::client::Resumption::store(store.clone());
+    let client = Arc::new(client);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
         let name = "www.usa.contoso.com".try_into().unwrap();
         let mut c = rustls::ClientConnection::new(client.clone(), name).unwrap();
         let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
         exchange(&mut c, &mut s);
-        kinds.push(c.handshake_kind());
+        seen.push((c.handshake_kind(), store.take_count()));
     }
     use rustls::HandshakeKind::{Full, Resumed};
-    assert_eq!(kinds, [Some(Full), Some(Resumed)]);
+    assert_eq!(
+        seen,
+        [(Some(Full), 1), (Some(Resumed), 1), (Some(Resumed), 1)],
+        "each connection resumes from the one ticket the one before was given"
+    );
 }
