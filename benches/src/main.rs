@@ -16,6 +16,7 @@ mod steal;
 mod tables;
 mod threads;
 mod veth;
+mod wakeups;
 
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;

@@ -27,6 +27,9 @@ pub struct Load {
     /// How the proxies' core spent the run: a core that sleeps loses time to the hypervisor
     /// when it wakes ([`crate::steal`]).
     pub proxy_core: Shares,
+    /// Interrupts from other cores that the proxies' core received per request: mostly
+    /// wake-ups of the proxy, whose cost falls on the waking core ([`crate::wakeups`]).
+    pub proxy_core_wakeups: f64,
 }
 
 /// The median of `values` (the mean of the middle two for an even count; 0 for none).
@@ -58,6 +61,7 @@ impl Load {
                 stolen: median(|l| l.proxy_core.stolen),
                 idle: median(|l| l.proxy_core.idle),
             },
+            proxy_core_wakeups: median(|l| l.proxy_core_wakeups),
         }
     }
 }
@@ -571,6 +575,7 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
                 stolen: cpu / 2000.0,
                 idle: p99 / 10.0,
             },
+            proxy_core_wakeups: rps / 10.0,
         };
         let odd = Load::median(&[
             run(10.0, 9.0, 50.0, Some(3.0)),
@@ -585,6 +590,7 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
         assert!(odd.warmed_up);
         assert_eq!(odd.stolen, 0.06);
         assert_eq!((odd.proxy_core.stolen, odd.proxy_core.idle), (0.03, 0.5));
+        assert_eq!(odd.proxy_core_wakeups, 2.0);
         let even = Load::median(&[run(10.0, 2.0, 50.0, None), run(20.0, 4.0, 70.0, Some(1.0))]);
         assert_eq!(
             (even.requests_per_s, even.p99_ms, even.p999_ms),

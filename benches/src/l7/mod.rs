@@ -401,7 +401,12 @@ fn interleaved(
             let load = least_stolen(servers[i].name, plan.attempts, || {
                 let now = || {
                     let snapshot = Snapshot::now();
-                    (snapshot.ticks(&cores.all), snapshot.ticks(&cores.proxies))
+                    let wakeups = crate::wakeups::received(&cores.proxies);
+                    (
+                        snapshot.ticks(&cores.all),
+                        snapshot.ticks(&cores.proxies),
+                        wakeups,
+                    )
                 };
                 let before = now();
                 let load = run(servers[i])?;
@@ -409,19 +414,22 @@ fn interleaved(
                 Ok(Load {
                     stolen: before.0.shares_until(after.0).stolen,
                     proxy_core: before.1.shares_until(after.1),
+                    proxy_core_wakeups: after.2.saturating_sub(before.2) as f64
+                        / load.requests.max(1) as f64,
                     ..load
                 })
             })?;
             eprintln!(
                 "bench:   {}: {:.0} req/s, {:.1} us CPU per request, p99 {:.1} ms, {:.1}% stolen \
-                 (the proxy's core: {:.1}% stolen, {:.0}% idle)",
+                 (the proxy's core: {:.1}% stolen, {:.0}% idle, {:.2} wake-ups a request)",
                 servers[i].name,
                 load.requests_per_s,
                 load.cpu_us_per_request,
                 load.p99_ms,
                 load.stolen * 100.0,
                 load.proxy_core.stolen * 100.0,
-                load.proxy_core.idle * 100.0
+                load.proxy_core.idle * 100.0,
+                load.proxy_core_wakeups
             );
             runs[i].push(load);
         }
@@ -751,7 +759,8 @@ fn compare_loads(
             "{how}{timed}; {}; {better}{higher_rps}; errors {} vs {}; stolen by the \
              hypervisor during the runs kept (median) {:.1}% vs {:.1}%; the proxies' core in \
              those runs (median) {:.1}% vs {:.1}% stolen, {:.0}% vs {:.0}% idle (a core that \
-             sleeps loses time to the hypervisor when it wakes)",
+             sleeps loses time to the hypervisor when it wakes), {:.2} vs {:.2} interrupts from \
+             other cores a request (mostly wake-ups, paid by the waking core)",
             plan.runs(),
             ours.errors,
             theirs.errors,
@@ -760,7 +769,9 @@ fn compare_loads(
             ours.proxy_core.stolen * 100.0,
             theirs.proxy_core.stolen * 100.0,
             ours.proxy_core.idle * 100.0,
-            theirs.proxy_core.idle * 100.0
+            theirs.proxy_core.idle * 100.0,
+            ours.proxy_core_wakeups,
+            theirs.proxy_core_wakeups
         ),
     );
     compare(
