@@ -401,11 +401,10 @@ fn interleaved(
             let load = least_stolen(servers[i].name, plan.attempts, || {
                 let now = || {
                     let snapshot = Snapshot::now();
-                    let wakeups = crate::wakeups::received(&cores.proxies);
                     (
                         snapshot.ticks(&cores.all),
                         snapshot.ticks(&cores.proxies),
-                        wakeups,
+                        crate::wakeups::received(&cores.proxies),
                     )
                 };
                 let before = now();
@@ -421,7 +420,8 @@ fn interleaved(
             })?;
             eprintln!(
                 "bench:   {}: {:.0} req/s, {:.1} us CPU per request, p99 {:.1} ms, {:.1}% stolen \
-                 (the proxy's core: {:.1}% stolen, {:.0}% idle, {:.2} wake-ups a request)",
+                 (the proxy's core: {:.1}% stolen, {:.0}% idle, {:.2} interrupts from other \
+                 cores a request)",
                 servers[i].name,
                 load.requests_per_s,
                 load.cpu_us_per_request,
