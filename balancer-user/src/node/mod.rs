@@ -117,7 +117,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(server::serve(
         https,
-        tls::server_config(certs.clone()),
+        tls::FrontTls::new(certs.clone()),
         routers.clone(),
         limits.clone(),
         stopped(stop_rx.clone()),

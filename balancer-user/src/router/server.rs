@@ -10,6 +10,7 @@ use super::{
     h2_streams::{StreamExecutor, Streams},
     responses::BodyError,
     service::{Client, Router},
+    tls::FrontTls,
 };
 use arc_swap::ArcSwap;
 use http_body_util::BodyExt as _;
@@ -23,10 +24,8 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use rustls::ServerConfig;
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 /// Limits of the front side (the config's `[router.limits]`; durations like `"30s"`). Idle
@@ -103,12 +102,11 @@ impl Limits {
 /// handled by the router `router` holds when it arrives, so a reload is a swap.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: FrontTls,
     router: Arc<ArcSwap<Router>>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let listener = CappedListener::new(listener, limits.max_connections);
     let graceful = GracefulShutdown::new();
     // The protocol comes from ALPN, not from sniffing the first bytes (hyper-util's `auto`
@@ -119,8 +117,8 @@ pub async fn serve(
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     while let Some(Accepted { tcp, peer, permit }) = listener.next(&mut shutdown).await {
-        let (acceptor, router, h1, limits) =
-            (acceptor.clone(), router.clone(), h1.clone(), limits.clone());
+        let (front_tls, router, h1, limits) =
+            (tls.clone(), router.clone(), h1.clone(), limits.clone());
         let metrics = router.load().metrics.clone();
         let watcher = graceful.watcher();
         let (handshake_timeout, idle_timeout) = (limits.handshake_timeout, limits.h2_idle_timeout);
@@ -129,7 +127,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let _open = metrics.connection();
-            let mut tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
+            let mut tls = match tokio::time::timeout(handshake_timeout, front_tls.accept(tcp)).await
             {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use rustls::{
     crypto::ring::sign::any_supported_type,
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
-    server::{ClientHello, ResolvesServerCert},
+    server::{Acceptor, ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
     ServerConfig,
 };
@@ -15,7 +15,10 @@ use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
+use tokio::net::TcpStream;
+use tokio_rustls::{server::TlsStream, LazyConfigAcceptor};
 
+pub mod suites;
 #[cfg(test)]
 mod tests;
 
@@ -155,15 +158,54 @@ fn certified_key(spec: &CertSpec) -> Result<CertifiedKey, TlsError> {
     Ok(certified)
 }
 
+/// The front side's TLS: a configuration for each way of choosing the cipher suite
+/// ([`suites`]), sharing the certificates, the ticket key and the session cache, so that a
+/// session made under one resumes under the other.
+#[derive(Clone)]
+pub struct FrontTls {
+    router_order: Arc<ServerConfig>,
+    client_order: Arc<ServerConfig>,
+}
+
+impl FrontTls {
+    pub fn new(store: Arc<CertStore>) -> Self {
+        let router_order = server_config(store);
+        let mut client_order = (*router_order).clone();
+        client_order.ignore_client_order = false;
+        Self {
+            router_order,
+            client_order: Arc::new(client_order),
+        }
+    }
+
+    /// Takes a new connection's TLS handshake: reads its ClientHello, then answers with the
+    /// configuration [`Self::for_hello`] picks.
+    pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
+        let config = self.for_hello(&start.client_hello());
+        start.into_stream(config).await
+    }
+
+    /// The configuration for the client that sent `hello`: the router's order of suites,
+    /// or the client's own if it puts ChaCha20-Poly1305 first.
+    pub fn for_hello(&self, hello: &ClientHello<'_>) -> Arc<ServerConfig> {
+        let ours = &self.router_order.crypto_provider().cipher_suites;
+        match suites::client_puts_chacha_first(hello, ours) {
+            true => self.client_order.clone(),
+            false => self.router_order.clone(),
+        }
+    }
+}
+
 /// The front side's TLS configuration: TLS 1.2 and 1.3, ALPN h2 and http/1.1, certificates
-/// from `store`.
+/// from `store`, cipher suites in the router's order ([`suites`]).
 pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("ring supports TLS 1.2 and 1.3")
-            .with_no_client_auth()
-            .with_cert_resolver(store);
+    let mut config = ServerConfig::builder_with_provider(suites::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.ignore_client_order = true;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Sessions resume from tickets the client keeps (encrypted with a key rotated every six
     // hours), not from a server-side cache of 256 sessions that thousands of mail clients

@@ -51,7 +51,7 @@ pub async fn spawn_front(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let tls = balancer_user::router::tls::server_config(store);
+    let tls = balancer_user::router::tls::FrontTls::new(store);
     tokio::spawn(balancer_user::router::server::serve(
         listener,
         tls,

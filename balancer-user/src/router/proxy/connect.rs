@@ -3,7 +3,7 @@
 //! InternalURL host as the name (R15), ALPN `h2` or `http/1.1`, then hyper's handshake. Each
 //! connection is driven by a task of its own; the [`Sender`] is what the pool keeps.
 
-use super::super::responses::Body;
+use super::super::{responses::Body, tls::suites};
 use http::uri::Scheme;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -63,13 +63,13 @@ pub struct Connector {
 
 impl Connector {
     pub fn new(trust: rustls::RootCertStore, connect_timeout: Duration) -> Self {
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .with_root_certificates(trust)
-        .with_no_client_auth();
+        // The suites offered in the router's order: an upstream that follows its clients'
+        // order (nginx's default) takes AES-128-GCM, as the front side does.
+        let mut tls = rustls::ClientConfig::builder_with_provider(suites::provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(trust)
+            .with_no_client_auth();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Self {
             tls: TlsConnector::from(Arc::new(tls)),

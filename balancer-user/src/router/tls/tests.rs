@@ -237,3 +237,117 @@ fn sessions_resume_from_stateless_tickets_one_per_connection() {
         "each connection resumes from the one ticket the one before was given"
     );
 }
+
+/// The suite a client offering `offered` (in its order of preference) over `version` gets from
+/// the front side, the handshake taken as the server takes it: the ClientHello read first.
+fn negotiated(
+    front: &FrontTls,
+    spec: &CertSpec,
+    offered: Vec<rustls::SupportedCipherSuite>,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> rustls::CipherSuite {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&spec.cert).unwrap())
+        .unwrap();
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: offered,
+        ..rustls::crypto::ring::default_provider()
+    };
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(spec.names[0].clone()).unwrap();
+    let mut c = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+    let mut hello = Vec::new();
+    c.write_tls(&mut hello).unwrap();
+    let mut acceptor = Acceptor::default();
+    acceptor.read_tls(&mut hello.as_slice()).unwrap();
+    let Ok(Some(accepted)) = acceptor.accept() else {
+        panic!("no ClientHello read")
+    };
+    let config = front.for_hello(&accepted.client_hello());
+    let Ok(mut s) = accepted.into_connection(config) else {
+        panic!("the handshake did not start")
+    };
+    exchange(&mut c, &mut s);
+    c.negotiated_cipher_suite().expect("a suite").suite()
+}
+
+#[test]
+fn aes_128_gcm_is_preferred_unless_the_client_puts_chacha20_first() {
+    use rustls::crypto::ring::cipher_suite::*;
+    use rustls::version::{TLS12, TLS13};
+    let d = dir("suites");
+    let spec = write_cert(&d.0, "www.usa.contoso.com");
+    let front = FrontTls::new(CertStore::load(std::slice::from_ref(&spec)).unwrap());
+    let cases = [
+        // OpenSSL's own order (wrk, h2load, curl): AES-256 first.
+        (
+            vec![
+                TLS13_AES_256_GCM_SHA384,
+                TLS13_CHACHA20_POLY1305_SHA256,
+                TLS13_AES_128_GCM_SHA256,
+            ],
+            &TLS13,
+            TLS13_AES_128_GCM_SHA256,
+        ),
+        // A client without AES instructions.
+        (
+            vec![
+                TLS13_CHACHA20_POLY1305_SHA256,
+                TLS13_AES_256_GCM_SHA384,
+                TLS13_AES_128_GCM_SHA256,
+            ],
+            &TLS13,
+            TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        // Only AES-256: taken, not refused.
+        (
+            vec![TLS13_AES_256_GCM_SHA384],
+            &TLS13,
+            TLS13_AES_256_GCM_SHA384,
+        ),
+        (
+            vec![
+                TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            ],
+            &TLS12,
+            TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            vec![
+                TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            ],
+            &TLS12,
+            TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ];
+    for (offered, version, expected) in cases {
+        let names: Vec<_> = offered.iter().map(|s| s.suite()).collect();
+        assert_eq!(
+            negotiated(&front, &spec, offered, version),
+            expected.suite(),
+            "offered {names:?}"
+        );
+    }
+}
+
+#[test]
+fn the_preference_orders_all_of_rings_suites() {
+    let sorted = |suites: &[rustls::SupportedCipherSuite]| {
+        let mut codes: Vec<u16> = suites.iter().map(|s| s.suite().into()).collect();
+        codes.sort_unstable();
+        codes
+    };
+    assert_eq!(
+        sorted(&suites::preference()),
+        sorted(&rustls::crypto::ring::default_provider().cipher_suites),
+        "none added, none dropped: only the order is the router's"
+    );
+}
