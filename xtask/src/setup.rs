@@ -190,8 +190,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",
 ];
 
-/// The peers and load generators of `cargo xtask bench`, valgrind (instruction counts) and
-/// perf (the proxies' system calls traced for their dwell times).
+/// The peers and load generators of `cargo xtask bench`, valgrind (instruction counts), perf
+/// (the proxies' system calls traced for their dwell times) and openssl (the cipher suite
+/// each proxy negotiates).
 pub const BENCH_PACKAGES: &[&str] = &[
     "wrk",
     "nghttp2-client",
@@ -200,6 +201,7 @@ pub const BENCH_PACKAGES: &[&str] = &[
     "nftables",
     "valgrind",
     "linux-perf",
+    "openssl",
 ];
 
 /// Installs the `components` of `toolchain` that are missing.

@@ -44,6 +44,7 @@ mod load;
 mod servers;
 mod sink;
 mod stream;
+mod suites;
 
 use crate::report::Results;
 use crate::servers::{Launcher, Server};
@@ -191,6 +192,8 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             launcher.nginx_proxy(NGINX)?,
             launcher.haproxy(HAPROXY)?,
         ];
+        let suite = suites::same_for_all(&servers, &generator)?;
+        eprintln!("bench: every proxy negotiates {suite} with OpenSSL's clients");
         let pinned = |cpus: &[&Option<String>]| -> Vec<usize> {
             cpus.iter()
                 .filter_map(|c| c.as_deref()?.parse().ok())
@@ -231,7 +234,7 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             }?;
             figures.instructions = instructions::count(&server, &generator, plan.counted_requests)?;
         }
-        record(results, &figures, &plan);
+        record(results, &figures, &plan, &suite);
         Ok(())
     })();
     let _ = balancer_user::dataplane::detach(&pin_dir);
@@ -536,7 +539,8 @@ fn measure_alone(
     })
 }
 
-fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
+/// Puts the figures in `results`; `suite` is the cipher suite every proxy negotiated.
+fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan, suite: &str) {
     let Some((_, ours)) = figures.iter().find(|(n, _)| *n == "balancer") else {
         return;
     };
@@ -571,7 +575,8 @@ fn record(results: &mut Results, figures: &[(&str, Figures)], plan: &Plan) {
                 &ours_loads.handshake,
                 &theirs.loads.handshake,
                 format!(
-                    "{}, Connection: close (a TLS handshake per request)",
+                    "{}, Connection: close (a TLS handshake per request, {suite} with every \
+                     proxy)",
                     wrk(plan.handshake)
                 ),
             ),

@@ -25,6 +25,16 @@ pub const HAPROXY_MAX_CONNECTIONS: usize = 9_990;
 /// Where OWA users of [`REDIRECTED_MAILBOX`] are sent (the peers are told the same).
 pub const REDIRECT_TO: &str = "https://www.europe.contoso.com/owa/";
 
+/// The router's order of cipher suites (`balancer_user::router::tls::suites`) in OpenSSL's
+/// names, given to nginx and HAProxy with the server's order in force, so that every proxy
+/// negotiates the same suite with the generators ([`super::suites`] checks it), and to the
+/// upstreams, so that every proxy's upstream connections do too: TLS 1.3's, then TLS 1.2's.
+pub const TLS13_SUITES: &str =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+pub const TLS12_SUITES: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+     ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+     ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
 /// The L7 section's servers, each started by [`Launcher::start`].
 impl Launcher<'_> {
     /// nginx with `conf` (written to `<name>.conf`), in the foreground.
@@ -52,6 +62,7 @@ impl Launcher<'_> {
              events {{ worker_connections 30000; }}\n\
              http {{\n  access_log off;\n  keepalive_requests 1000000;\n  client_max_body_size 0;\n\
                server {{\n    listen {addr} ssl;\n    ssl_certificate {dir}/{name}.pem;\n    ssl_certificate_key {dir}/{name}.key;\n\
+                 ssl_prefer_server_ciphers on;\n    ssl_ciphers {TLS12_SUITES};\n\
                  location / {{ return 200 \"ok\"; }}\n\
                  location /rpc/ {{ proxy_pass http://{SINK}; proxy_http_version 1.1; proxy_request_buffering off; }}\n  }}\n}}\n"
         );
@@ -72,7 +83,9 @@ impl Launcher<'_> {
                client_max_body_size 0;\n  proxy_request_buffering off;\n\
                upstream backend {{ server {UPSTREAM}; keepalive 128; }}\n\
                server {{\n    listen {addr} ssl http2;\n    ssl_certificate {dir}/front.pem;\n    ssl_certificate_key {dir}/front.key;\n\
-                 ssl_protocols TLSv1.2 TLSv1.3;\n\
+                 ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_prefer_server_ciphers on;\n\
+                 ssl_ciphers {TLS12_SUITES};\n    ssl_conf_command Ciphersuites {TLS13_SUITES};\n\
+                 ssl_conf_command Options PrioritizeChaCha;\n\
                  location / {{\n      if ($http_x_anchormailbox = \"{REDIRECTED_MAILBOX}\") {{ return 302 {REDIRECT_TO}; }}\n\
                    proxy_pass https://backend;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
                    proxy_ssl_server_name on;\n      proxy_ssl_name {UPSTREAM_NAME};\n      proxy_ssl_verify on;\n\
@@ -100,7 +113,7 @@ impl Launcher<'_> {
         let conf = format!(
             "global\n  nbthread 1\n  {limits}\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n  timeout http-keep-alive 300s\n  http-reuse always\n\
-             frontend fe\n  bind {addr} ssl crt {dir}/haproxy-front.pem alpn h2,http/1.1\n\
+             frontend fe\n  bind {addr} ssl crt {dir}/haproxy-front.pem alpn h2,http/1.1 ciphers {TLS12_SUITES} ciphersuites {TLS13_SUITES}\n\
                http-request redirect location {REDIRECT_TO} code 302 if {{ req.hdr(x-anchormailbox) -m str {REDIRECTED_MAILBOX} }}\n  default_backend be\n\
              backend be\n  server s1 {UPSTREAM} ssl verify required ca-file {dir}/ca.pem sni str({UPSTREAM_NAME}) alpn http/1.1 pool-purge-delay 300s\n"
         );
