@@ -199,7 +199,7 @@ impl FrontTls {
 
 /// The front side's TLS configuration: TLS 1.2 and 1.3, ALPN h2 and http/1.1, certificates
 /// from `store`, cipher suites in the router's order ([`suites`]).
-pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
+fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(suites::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("ring supports TLS 1.2 and 1.3")

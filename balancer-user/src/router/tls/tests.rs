@@ -125,6 +125,15 @@ fn a_bad_reload_is_refused_and_the_old_certificates_kept() {
     assert_ne!(leaf(&store.for_name(Some("www.usa.contoso.com"))), before);
 }
 
+/// Roots that trust `spec`'s (self-signed) certificate.
+fn trusting(spec: &CertSpec) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&spec.cert).unwrap())
+        .unwrap();
+    roots
+}
+
 /// Moves TLS records between the two ends until neither has anything left to send.
 fn exchange(client: &mut rustls::ClientConnection, server: &mut rustls::ServerConnection) {
     loop {
@@ -205,10 +214,6 @@ fn sessions_resume_from_stateless_tickets_one_per_connection() {
         server.ticketer.enabled(),
         "tickets, not only the session cache"
     );
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&spec.cert).unwrap())
-        .unwrap();
     let store = Arc::new(CountingStore {
         inner: rustls::client::ClientSessionMemoryCache::new(16),
         tickets: Default::default(),
@@ -218,7 +223,7 @@ fn sessions_resume_from_stateless_tickets_one_per_connection() {
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
-    .with_root_certificates(roots)
+    .with_root_certificates(trusting(&spec))
     .with_no_client_auth();
     client.resumption = rustls::client::Resumption::store(store.clone());
     let client = Arc::new(client);
@@ -246,10 +251,6 @@ fn negotiated(
     offered: Vec<rustls::SupportedCipherSuite>,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> rustls::CipherSuite {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&spec.cert).unwrap())
-        .unwrap();
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: offered,
         ..rustls::crypto::ring::default_provider()
@@ -257,7 +258,7 @@ fn negotiated(
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[version])
         .unwrap()
-        .with_root_certificates(roots)
+        .with_root_certificates(trusting(spec))
         .with_no_client_auth();
     let name = ServerName::try_from(spec.names[0].clone()).unwrap();
     let mut c = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
