@@ -12,6 +12,7 @@
 
 mod handover;
 mod l7;
+mod listen;
 mod peers;
 
 use crate::{
@@ -30,14 +31,12 @@ use crate::{
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use std::{
-    net::SocketAddr,
     os::fd::{AsFd as _, OwnedFd},
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime},
 };
 use tokio::{
-    net::{TcpListener, TcpSocket},
     signal::unix::{signal, SignalKind},
     sync::watch,
 };
@@ -47,8 +46,6 @@ use tracing::{error, info, warn};
 const CONFIG_POLL: Duration = Duration::from_secs(2);
 /// How often the router's counters are published into the pinned map.
 const STATS_EVERY: Duration = Duration::from_secs(1);
-/// Accept backlog of the listeners.
-const BACKLOG: u32 = 4096;
 
 pub struct RunOptions {
     pub config: PathBuf,
@@ -98,9 +95,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut peer_checks = peers::spawn(&config)?;
     let routers = Arc::new(ArcSwap::from(l7.router.clone()));
     let mut inherited = inherited.into_iter().map(Some).collect::<Vec<_>>();
-    let https = listener(router_config.https, &mut inherited)?;
+    let https = listen::listener(router_config.https, &mut inherited)?;
     let http = match router_config.http {
-        Some(addr) => Some(listener(addr, &mut inherited)?),
+        Some(addr) => Some(listen::listener(addr, &mut inherited)?),
         None => None,
     };
     let mut fds: Vec<OwnedFd> = vec![https.as_fd().try_clone_to_owned()?];
@@ -198,28 +195,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     kernel_log.abort();
     info!("stopped; the XDP program stays attached and the maps pinned");
     Ok(())
-}
-
-/// The listener for `addr`: an inherited socket bound to it, or a new one.
-fn listener(addr: SocketAddr, inherited: &mut [Option<OwnedFd>]) -> anyhow::Result<TcpListener> {
-    for slot in inherited.iter_mut() {
-        let Some(fd) = slot.take() else { continue };
-        let std = std::net::TcpListener::from(fd);
-        if std.local_addr().ok() == Some(addr) {
-            std.set_nonblocking(true)?;
-            return Ok(TcpListener::from_std(std)?);
-        }
-        *slot = Some(std.into());
-    }
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket
-        .bind(addr)
-        .with_context(|| format!("binding {addr}"))?;
-    Ok(socket.listen(BACKLOG)?)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
