@@ -73,7 +73,8 @@ impl Launcher<'_> {
     /// kept alive and verified against the CA, request bodies streamed (not spooled to disk,
     /// as RPC over HTTP needs), and the redirect of [`REDIRECTED_MAILBOX`] as a static rule.
     /// TLS 1.2 and 1.3, as the router and HAProxy offer (nginx 1.22's default stops at 1.2,
-    /// whose resumed handshakes skip the key exchange that 1.3's still make).
+    /// whose resumed handshakes skip the key exchange that 1.3's still make). Accept deferred
+    /// until the ClientHello is in, as the router's and HAProxy's listeners.
     pub fn nginx_proxy(&self, addr: &str) -> anyhow::Result<Server> {
         let dir = self.dir.display();
         let conf = format!(
@@ -82,7 +83,7 @@ impl Launcher<'_> {
              http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n\
                client_max_body_size 0;\n  proxy_request_buffering off;\n\
                upstream backend {{ server {UPSTREAM}; keepalive 128; }}\n\
-               server {{\n    listen {addr} ssl http2;\n    ssl_certificate {dir}/front.pem;\n    ssl_certificate_key {dir}/front.key;\n\
+               server {{\n    listen {addr} ssl http2 deferred;\n    ssl_certificate {dir}/front.pem;\n    ssl_certificate_key {dir}/front.key;\n\
                  ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_prefer_server_ciphers on;\n\
                  ssl_ciphers {TLS12_SUITES};\n    ssl_conf_command Ciphersuites {TLS13_SUITES};\n\
                  ssl_conf_command Options PrioritizeChaCha;\n\
@@ -97,7 +98,8 @@ impl Launcher<'_> {
     /// HAProxy as the TLS-terminating reverse proxy, one thread, connections to the upstream
     /// reused (and kept while idle, as nginx's `keepalive` and the router keep theirs: by
     /// default HAProxy closes half of them every 5 s) and verified against the CA, and the
-    /// redirect of [`REDIRECTED_MAILBOX`] as a static rule. It reserves two descriptors per
+    /// redirect of [`REDIRECTED_MAILBOX`] as a static rule; accept deferred, as the router's and
+    /// nginx's listeners. It reserves two descriptors per
     /// connection: under this box's hard limit of 20,000 open files,
     /// [`HAPROXY_MAX_CONNECTIONS`] is the most it accepts.
     pub fn haproxy(&self, addr: &str) -> anyhow::Result<Server> {
@@ -113,7 +115,7 @@ impl Launcher<'_> {
         let conf = format!(
             "global\n  nbthread 1\n  {limits}\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n  timeout http-keep-alive 300s\n  http-reuse always\n\
-             frontend fe\n  bind {addr} ssl crt {dir}/haproxy-front.pem alpn h2,http/1.1 ciphers {TLS12_SUITES} ciphersuites {TLS13_SUITES}\n\
+             frontend fe\n  bind {addr} ssl crt {dir}/haproxy-front.pem alpn h2,http/1.1 ciphers {TLS12_SUITES} ciphersuites {TLS13_SUITES} defer-accept\n\
                http-request redirect location {REDIRECT_TO} code 302 if {{ req.hdr(x-anchormailbox) -m str {REDIRECTED_MAILBOX} }}\n  default_backend be\n\
              backend be\n  server s1 {UPSTREAM} ssl verify required ca-file {dir}/ca.pem sni str({UPSTREAM_NAME}) alpn http/1.1 pool-purge-delay 300s\n"
         );
