@@ -29,6 +29,13 @@ struct Args {
     /// Run only these sections (repeatable, or a comma list: `--only l4,veth`); all by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
+    /// Instead of measuring, run the training workload of the router's profile-guided build
+    /// through this instrumented `balancer` (`cargo xtask build --release --pgo` does).
+    #[arg(long, value_name = "BALANCER")]
+    train: Option<PathBuf>,
+    /// The `balancer` binary of the L7 section; by default the one beside this program.
+    #[arg(long, value_name = "PATH")]
+    balancer: Option<PathBuf>,
 }
 
 /// A section of the bench, in the order they run.
@@ -61,12 +68,19 @@ impl Args {
             let name = section.to_possible_value().expect("no skipped variants");
             command.push_str(&format!(" --only {}", name.get_name()));
         }
+        if let (false, Some(balancer)) = (self.only.is_empty(), &self.balancer) {
+            command.push_str(&format!(" --balancer {}", balancer.display()));
+        }
         command
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(balancer) = &args.train {
+        eprintln!("bench: training run of {} ...", balancer.display());
+        return l7::train(balancer);
+    }
     let mut results = report::Results {
         quick: args.quick,
         machine: report::Machine::read(),
@@ -92,9 +106,13 @@ fn main() -> anyhow::Result<()> {
     }
     if args.runs(Section::L7) {
         eprintln!("bench: L7 (HTTPS through the router, nginx, HAProxy) ...");
-        let balancer = std::env::current_exe()?
+        let beside = std::env::current_exe()?
             .parent()
-            .map(|d| d.join("balancer"))
+            .map(|d| d.join("balancer"));
+        let balancer = args
+            .balancer
+            .clone()
+            .or(beside)
             .filter(|b| b.exists())
             .ok_or_else(|| anyhow::anyhow!("no `balancer` binary beside the bench: build it with `cargo build --release -p balancer-user`"))?;
         l7::run(&mut results, args.quick, &balancer)?;

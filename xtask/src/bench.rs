@@ -1,6 +1,7 @@
-//! `cargo xtask bench`: runs the benchmark harness (`balancer-benches`) in release mode.
+//! `cargo xtask bench`: runs the benchmark harness (`balancer-benches`) in release mode, with
+//! the router as `cargo xtask build --release --pgo` builds it (see [`pgo`]).
 
-use crate::setup;
+use crate::{pgo, setup};
 use std::process::Command;
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
@@ -8,21 +9,12 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     setup::debian_packages(setup::TEST_PACKAGES)?;
     setup::debian_packages(setup::BENCH_PACKAGES)?;
     setup::privileged()?;
-    // One build for both packages: the L7 section runs the real `balancer run`, found beside
-    // the bench binary. Built apart, each selection unified features its own way and
-    // balancer-user (and its eBPF object) was built twice.
-    setup::run(setup::cargo(&tools)?.args([
-        "build",
-        "--release",
-        "-q",
-        "-p",
-        "balancer-user",
-        "-p",
-        "balancer-benches",
-        "--bins",
-    ]))?;
+    // The bench binary comes with it; the L7 section runs the real `balancer run`.
+    let balancer = pgo::build(&tools)?;
     let mut cmd = Command::new(setup::target_dir()?.join("release/bench"));
-    cmd.env("PATH", setup::path_with(&tools)?);
+    cmd.env("PATH", setup::path_with(&tools)?)
+        .arg("--balancer")
+        .arg(balancer);
     if quick {
         cmd.arg("--quick");
     }

@@ -13,6 +13,7 @@ mod bench;
 mod build;
 mod demo;
 mod lint;
+mod pgo;
 mod setup;
 mod test;
 
@@ -32,6 +33,11 @@ enum Command {
     Build {
         #[arg(long)]
         release: bool,
+        /// With --release: build the `balancer` binary with profile-guided optimisation (an
+        /// instrumented build carries the L7 bench's loads first; needs root), into
+        /// `target/pgo/optimised/release/balancer`.
+        #[arg(long, requires = "release")]
+        pgo: bool,
     },
     /// Run every test: the lint gate, then unit, BPF_PROG_TEST_RUN fixtures and
     /// network-namespace tests (needs root).
@@ -56,7 +62,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Command::Build { release } => build::run(release),
+        Command::Build { release, pgo } => build::run(release, pgo),
         Command::Test => test::run(),
         Command::Lint => lint::run(&setup::toolchain()?),
         Command::Demo => demo::run(),

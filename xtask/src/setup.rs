@@ -17,7 +17,7 @@ fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("balancer-xtask"))
 }
 
-fn say(what: &str) {
+pub fn say(what: &str) {
     eprintln!("xtask: {what}");
 }
 
@@ -30,7 +30,7 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
+pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
         bail!(

@@ -45,6 +45,7 @@ mod servers;
 mod sink;
 mod stream;
 mod suites;
+mod train;
 
 use crate::report::Results;
 use crate::servers::{Launcher, Server};
@@ -53,6 +54,7 @@ use anyhow::Context as _;
 use balancer_tests::{netns::Netns, pki::Ca};
 use load::{Figure, Load, Rounds, Shape};
 use std::{path::Path, time::Duration};
+pub use train::train;
 
 /// The proxies' addresses in the namespace, and those of their instances under callgrind.
 const OURS: &str = "127.0.0.1:8443";
@@ -154,9 +156,23 @@ struct Figures {
     dwell: dwell::Dwell,
 }
 
-pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Result<()> {
+/// What every proxy of a run talks to, and where it runs: the namespace (with the veth the
+/// router's data plane attaches to), the certificates, the upstream, the remote site's node and
+/// the RPC sink, and a launcher for the proxies (core 0) and one for the generator (core 1).
+struct Bed<'a> {
+    ns: &'a Netns,
+    dir: &'a Path,
+    pin_dir: &'a Path,
+    ca: Ca,
+    launcher: Launcher<'a>,
+    generator: Launcher<'a>,
+    cores: Cores,
+}
+
+/// Runs `f` in a new [`Bed`], then takes the bed down (the namespace, the temporary files and
+/// the router's pinned data plane) whether `f` succeeded or not.
+fn in_bed<T>(f: impl FnOnce(&Bed) -> anyhow::Result<T>) -> anyhow::Result<T> {
     raise_open_files(65536)?; // up to the hard limit
-    let plan = Plan::new(quick);
     let ns = Netns::new("bench-l7")?;
     // `balancer run` attaches its data plane to an interface: a veth pair of this namespace.
     ns.ip("link add bl0 type veth peer name bl1")?;
@@ -165,10 +181,10 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
     ns.ip("addr add 10.99.0.1/24 dev bl0")?;
     let dir = std::env::temp_dir().join(format!("balancer-bench-l7-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    // (bpffs takes no dot in a name)
     let pin_dir =
         std::path::PathBuf::from(format!("/sys/fs/bpf/balancer-bench-{}", std::process::id()));
-    // (bpffs takes no dot in a name)
-    let counted_pin_dir = std::path::PathBuf::from(format!("{}-callgrind", pin_dir.display()));
+    let counted_pin_dir = counted(&pin_dir);
     let result = (|| {
         let ca = certificates(&dir)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -187,13 +203,6 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
         let _upstream = generator.upstream("upstream", servers::UPSTREAM)?;
         let _remote = generator.upstream("remote", servers::REMOTE)?;
         let _sink = sink::Sink::start(&ns, servers::SINK.parse()?, (cores >= 2).then_some(1))?;
-        let servers = [
-            launcher.balancer(balancer, OURS, "bl0", &pin_dir)?,
-            launcher.nginx_proxy(NGINX)?,
-            launcher.haproxy(HAPROXY)?,
-        ];
-        let suite = suites::same_for_all(&servers, &generator)?;
-        eprintln!("bench: every proxy negotiates {suite} with OpenSSL's clients");
         let pinned = |cpus: &[&Option<String>]| -> Vec<usize> {
             cpus.iter()
                 .filter_map(|c| c.as_deref()?.parse().ok())
@@ -203,13 +212,53 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             all: pinned(&[&launcher.cpu, &generator.cpu]),
             proxies: pinned(&[&launcher.cpu]),
         };
-        let loads = loads(&servers, &generator, &plan, &cores, &dir)?;
+        f(&Bed {
+            ns: &ns,
+            dir: &dir,
+            pin_dir: &pin_dir,
+            ca,
+            launcher,
+            generator,
+            cores,
+        })
+    })();
+    let _ = balancer_user::dataplane::detach(&pin_dir);
+    let _ = balancer_user::dataplane::detach(&counted_pin_dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The pin directory of the router's instance under callgrind.
+fn counted(pin_dir: &Path) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{}-callgrind", pin_dir.display()))
+}
+
+pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Result<()> {
+    let plan = Plan::new(quick);
+    in_bed(|bed| {
+        let Bed {
+            ns,
+            dir,
+            pin_dir,
+            ca,
+            launcher,
+            generator,
+            cores,
+        } = bed;
+        let servers = [
+            launcher.balancer(balancer, OURS, "bl0", pin_dir)?,
+            launcher.nginx_proxy(NGINX)?,
+            launcher.haproxy(HAPROXY)?,
+        ];
+        let suite = suites::same_for_all(&servers, generator)?;
+        eprintln!("bench: every proxy negotiates {suite} with OpenSSL's clients");
+        let loads = loads(&servers, generator, &plan, cores, dir)?;
         let mut figures = Vec::new();
         for (server, loads) in servers.iter().zip(loads) {
             eprintln!("bench: L7 streaming and memory of {} ...", server.name);
             figures.push((
                 server.name,
-                measure_alone(server, loads, &generator, &plan, &ns, &ca, &dir)?,
+                measure_alone(server, loads, generator, &plan, ns, ca, dir)?,
             ));
         }
         // Under callgrind, each alone, on the veth's other end and a pin directory of its own
@@ -220,27 +269,24 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             std::fs::copy(dir.join(file), counted_dir.join(file))?;
         }
         let counter = Launcher {
+            netns: launcher.netns,
+            cpu: launcher.cpu.clone(),
             dir: &counted_dir,
             callgrind: true,
-            ..launcher
         };
         for (name, figures) in &mut figures {
             eprintln!("bench: L7 instructions per request of {name} (callgrind) ...");
             let server = match *name {
-                "balancer" => counter.balancer(balancer, OURS_COUNTED, "bl1", &counted_pin_dir),
+                "balancer" => counter.balancer(balancer, OURS_COUNTED, "bl1", &counted(pin_dir)),
                 "nginx" => counter.nginx_proxy(NGINX_COUNTED),
                 "haproxy" => counter.haproxy(HAPROXY_COUNTED),
                 other => anyhow::bail!("no instance under callgrind for {other}"),
             }?;
-            figures.instructions = instructions::count(&server, &generator, plan.counted_requests)?;
+            figures.instructions = instructions::count(&server, generator, plan.counted_requests)?;
         }
         record(results, &figures, &plan, &suite);
         Ok(())
-    })();
-    let _ = balancer_user::dataplane::detach(&pin_dir);
-    let _ = balancer_user::dataplane::detach(&counted_pin_dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    })
 }
 
 /// The OWA URL every load asks `server` for.
