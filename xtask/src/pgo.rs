@@ -30,8 +30,6 @@ pub fn build(tools: &Path) -> anyhow::Result<PathBuf> {
     setup::rustup_components(&toolchain, &["llvm-tools"])?;
     let pgo = setup::target_dir()?.join("pgo");
     let profiles = pgo.join("profiles");
-    let _ = std::fs::remove_dir_all(&profiles);
-    std::fs::create_dir_all(&profiles)?;
 
     setup::say("profile-guided build: the instrumented router");
     let instrumented = pgo.join("instrumented");
@@ -39,8 +37,9 @@ pub fn build(tools: &Path) -> anyhow::Result<PathBuf> {
         "RUSTFLAGS",
         format!("-Cprofile-generate={}", profiles.display()),
     ))?;
-    // The build scripts were instrumented too: only the router's profile is wanted.
-    std::fs::remove_dir_all(&profiles)?;
+    // The build scripts were instrumented too (and an earlier run's profile may be there):
+    // only this router's profile is wanted.
+    let _ = std::fs::remove_dir_all(&profiles);
     std::fs::create_dir_all(&profiles)?;
     setup::say("profile-guided build: the training run (the L7 bench's loads, a few seconds each)");
     setup::run(setup::cargo(tools)?.args([

@@ -5,7 +5,7 @@
 //! their paths are not left out of the profile as cold. The profile is written when the router
 //! exits, on the SIGTERM that stopping a [`crate::servers::Server`] sends.
 
-use super::{in_bed, load, owa_url, run_case, stream, Bed, Case, Plan, OURS};
+use super::{in_bed, load, run_case, stream, Bed, Case, Plan, OURS};
 use std::path::Path;
 
 /// The paced loads' rate: well within what one core carries.
@@ -39,8 +39,7 @@ pub fn train(balancer: &Path) -> anyhow::Result<()> {
             let load = run_case(case, &router, generator, &plan, dir)?;
             eprintln!("bench: trained on {case:?}: {} requests", load.requests);
         }
-        let base = owa_url(&router);
-        let base = base.trim_end_matches("/owa/");
+        let base = format!("https://{}", router.addr);
         let local = "alice@contoso.com";
         let others = [
             format!(
