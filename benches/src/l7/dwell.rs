@@ -16,10 +16,7 @@ use super::load::{self, percentile, Shape, WARM_UP};
 use crate::servers::{Launcher, Server};
 use anyhow::{bail, Context as _};
 use std::{
-    collections::HashMap,
-    os::unix::process::ExitStatusExt as _,
-    path::Path,
-    process::{Command, Stdio},
+    collections::HashMap, os::unix::process::ExitStatusExt as _, path::Path, process::Command,
     time::Duration,
 };
 
@@ -38,9 +35,6 @@ const EVENTS: [&str; 12] = [
     "syscalls:sys_enter_sendto",
     "syscalls:sys_enter_sendmsg",
 ];
-
-/// How long `perf record` is given to attach before the load starts.
-const ATTACH: Duration = Duration::from_secs(1);
 
 /// One proxy's dwell times, in microseconds.
 #[derive(Debug, Clone, Copy)]
@@ -65,12 +59,7 @@ pub fn measure(
     for event in EVENTS {
         record.args(["-e", event]);
     }
-    crate::provenance::command(&record);
-    let mut tracer = record
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting perf record (Debian package linux-perf)")?;
-    std::thread::sleep(ATTACH);
+    let mut tracer = super::tracer::start(&mut record, dir)?;
     let url = super::owa_url(server);
     let load = load::wrk(&mut generator.prefix(), &url, shape, &[], dir);
     // perf writes its file out on SIGINT (and is killed if that cannot be sent).
@@ -98,9 +87,14 @@ pub fn measure(
             String::from_utf8_lossy(&script.stderr)
         );
     }
-    let mut times = dwell_times(&String::from_utf8_lossy(&script.stdout), WARM_UP);
+    let script_text = String::from_utf8_lossy(&script.stdout);
+    let mut times = dwell_times(&script_text, WARM_UP);
     if times.is_empty() {
-        bail!("no request of {} was seen in the trace", server.name);
+        let accepted = script_text.matches("sys_exit_accept4").count();
+        bail!(
+            "no request of {} was seen in the trace ({accepted} connections accepted in it)",
+            server.name
+        );
     }
     times.sort_unstable();
     Ok(Dwell {

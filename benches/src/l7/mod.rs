@@ -45,6 +45,7 @@ mod servers;
 mod sink;
 mod stream;
 mod suites;
+mod tracer;
 mod train;
 
 use crate::report::Results;
