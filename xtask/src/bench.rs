@@ -6,10 +6,9 @@ use std::process::Command;
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let tools = setup::toolchain()?;
-    setup::debian_packages(setup::TEST_PACKAGES)?;
-    setup::debian_packages(setup::BENCH_PACKAGES)?;
-    setup::privileged()?;
-    // The bench binary comes with it; the L7 section runs the real `balancer run`.
+    // The profile-guided build checks for root and installs the bench's packages (its training
+    // run needs them too); the bench binary comes with it, and the L7 section runs the real
+    // `balancer run`.
     let balancer = pgo::build(&tools)?;
     let mut cmd = Command::new(setup::target_dir()?.join("release/bench"));
     cmd.env("PATH", setup::path_with(&tools)?)

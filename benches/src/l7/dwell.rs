@@ -90,9 +90,9 @@ pub fn measure(
     let script_text = String::from_utf8_lossy(&script.stdout);
     let mut times = dwell_times(&script_text, WARM_UP);
     if times.is_empty() {
-        let accepted = script_text.matches("sys_exit_accept4").count();
+        let accepts = script_text.matches("sys_exit_accept4").count();
         bail!(
-            "no request of {} was seen in the trace ({accepted} connections accepted in it)",
+            "no request of {} was seen in the trace ({accepts} returns of accept4 in it)",
             server.name
         );
     }
