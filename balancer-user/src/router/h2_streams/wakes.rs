@@ -26,14 +26,30 @@ const STREAMS: u8 = 4;
 pub struct Woken(u8);
 
 impl Woken {
+    pub const CONNECTION: Self = Self(CONNECTION);
+    pub const STREAMS: Self = Self(STREAMS);
     const ALL: Self = Self(CONNECTION | STREAMS);
 
     pub fn connection(self) -> bool {
         self.0 & CONNECTION != 0
     }
 
+    pub fn streams(self) -> bool {
+        self.0 & STREAMS != 0
+    }
+
     pub fn any(self) -> bool {
         self.0 != 0
+    }
+
+    /// These parts and `other`'s.
+    pub fn and(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// These parts but `other`'s.
+    pub fn but(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
     }
 }
 
@@ -84,11 +100,23 @@ impl Wakes {
         Woken(self.shared.state.fetch_and(POLLING, Ordering::SeqCst) & !POLLING)
     }
 
+    /// Notes `woken` again: wakes taken but not taken up, for the next round, or for the next
+    /// poll once this one ends.
+    pub fn keep(&self, woken: Woken) {
+        self.shared.state.fetch_or(woken.0, Ordering::SeqCst);
+    }
+
     /// Ends the poll: a wake noted and not taken up wakes the task (and stays noted).
     pub fn leave(&self, task: &Waker) {
         if self.shared.state.fetch_and(!POLLING, Ordering::SeqCst) & !POLLING != 0 {
             task.wake_by_ref();
         }
+    }
+
+    /// Ends a poll whose task will be polled again (the caller saw to it): the wakes noted
+    /// stay for that poll, and wake nothing now.
+    pub fn leave_for_next_poll(&self) {
+        self.shared.state.fetch_and(!POLLING, Ordering::SeqCst);
     }
 }
 
@@ -180,6 +208,23 @@ pub(super) mod tests {
         wakes.leave(&task);
         assert_eq!(count.wakes(), 1);
         assert_eq!(wakes.enter(&task), Woken(CONNECTION));
+    }
+
+    #[test]
+    fn wakes_kept_for_the_next_poll_are_its_own() {
+        let (count, task, wakes) = task();
+        let woken = wakes.enter(&task);
+        wakes.keep(woken);
+        wakes.leave_for_next_poll();
+        assert_eq!(count.wakes(), 0, "the caller has the task polled again");
+        assert_eq!(wakes.enter(&task), Woken::ALL);
+        wakes.leave(&task);
+        wakes.connection().wake_by_ref();
+        assert_eq!(
+            count.wakes(),
+            1,
+            "a wake between polls still wakes the task"
+        );
     }
 
     #[test]
