@@ -2,9 +2,9 @@
 //! stream to its executor; given [`StreamExecutor`], the stream is kept with its connection
 //! ([`Streams`]) instead of spawned as a task of its own, and polled beside the connection:
 //! - no task is made (and scheduled, and woken) per request;
-//! - an answer is framed by the connection in the same poll that produced it, rather than after
-//!   the tasks queued before the connection's, as HAProxy's multiplexer and nginx's event loop
-//!   do it.
+//! - an answer is framed by the connection in the task's poll that produced it (or, while other
+//!   streams run, its next: see below), rather than after the tasks queued before the
+//!   connection's, as HAProxy's multiplexer and nginx's event loop do it.
 //!
 //! A connection's streams share its turns on the thread: as a task per stream, they would take
 //! turns with every other task. A connection that ends drops the streams still running (as an
@@ -18,12 +18,13 @@
 //! connection, that was two more polls of the task per request, each with the connection's
 //! timers and its socket's readiness checked again.
 //!
-//! Answers that come back from upstream while other streams of the connection are still
-//! running are written one pass of the scheduler later (tokio's `yield_now`): after the
-//! runtime has looked at its sockets again, so that the answers that came back meanwhile go
-//! out in the same write. Under load (h2load, 10 streams a connection), that is 0.19 writes to
-//! the client a request rather than 0.29, and the client reads and decrypts as many fewer TLS
-//! records. An answer to a connection's only stream is written at once.
+//! Answers from upstream that wake the task while other streams of the connection run are
+//! written one pass of the scheduler later (tokio's `yield_now`): once the runtime has run the
+//! other tasks ready and looked at its sockets again, so that the answers that came back
+//! meanwhile go out in the same write, and the client reads and decrypts fewer TLS records.
+//! With h2load's 10 streams a connection, the router made 0.16 to 0.24 writes to the client a
+//! request rather than 0.25 to 0.32, and h2load 0.36 to 0.50 reads rather than 0.58 to 0.71. An
+//! answer on a connection with one stream running is written in the poll it wakes.
 
 mod wakes;
 
