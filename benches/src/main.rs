@@ -106,15 +106,15 @@ fn main() -> anyhow::Result<()> {
     }
     if args.runs(Section::L7) {
         eprintln!("bench: L7 (HTTPS through the router, nginx, HAProxy) ...");
-        let beside = std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("balancer"));
-        let balancer = args
-            .balancer
-            .clone()
-            .or(beside)
-            .filter(|b| b.exists())
-            .ok_or_else(|| anyhow::anyhow!("no `balancer` binary beside the bench: build it with `cargo build --release -p balancer-user`"))?;
+        let balancer = match &args.balancer {
+            Some(given) if given.exists() => given.clone(),
+            Some(given) => anyhow::bail!("--balancer {}: no such file", given.display()),
+            None => std::env::current_exe()?
+                .parent()
+                .map(|d| d.join("balancer"))
+                .filter(|b| b.exists())
+                .ok_or_else(|| anyhow::anyhow!("no `balancer` binary beside the bench: build it with `cargo build --release -p balancer-user`, or name one with --balancer"))?,
+        };
         l7::run(&mut results, args.quick, &balancer)?;
     }
     let dir = target_dir().join("bench");
