@@ -79,17 +79,6 @@ impl Rounds {
     pub fn median(&self) -> Load {
         Load::median(&self.runs)
     }
-
-    /// In how many of the rounds both ran `figure` was lower here than in `other`, and how
-    /// many rounds both ran; `None` for two kinds of load, whose rounds ran at other times.
-    pub fn lower_in(&self, other: &Rounds, figure: Figure) -> Option<(usize, usize)> {
-        if self.case != other.case {
-            return None;
-        }
-        let pairs = self.runs.iter().zip(&other.runs);
-        let lower = pairs.clone().filter(|(a, b)| figure(a) < figure(b)).count();
-        Some((lower, pairs.count()))
-    }
 }
 
 /// One figure of a load run (its p99, its req/s...).
@@ -597,33 +586,6 @@ status codes: 19750 2xx, 0 3xx, 0 4xx, 0 5xx
             (15.0, 3.0, None)
         );
         assert_eq!(Load::median(&[]), Load::default());
-    }
-
-    #[test]
-    fn rounds_are_compared_round_by_round() {
-        let rounds = |p99s: &[f64]| Rounds {
-            case: Case::H2,
-            runs: p99s
-                .iter()
-                .map(|&p99_ms| Load {
-                    p99_ms,
-                    ..Load::default()
-                })
-                .collect(),
-        };
-        let ours = rounds(&[5.0, 9.0, 4.0]);
-        // Lower in rounds 1 and 3; round 2 is a tie; the median alone would say nothing.
-        let p99 = |l: &Load| l.p99_ms;
-        assert_eq!(ours.lower_in(&rounds(&[6.0, 9.0, 4.5]), p99), Some((2, 3)));
-        assert_eq!(ours.median().p99_ms, 5.0);
-        // Only the rounds both ran count.
-        assert_eq!(ours.lower_in(&rounds(&[1.0, 10.0]), p99), Some((1, 2)));
-        // Another kind of load ran in other minutes: no round to pair.
-        let other_load = Rounds {
-            case: Case::KeepAlive,
-            ..ours.clone()
-        };
-        assert_eq!(ours.lower_in(&other_load, p99), None);
     }
 
     #[test]

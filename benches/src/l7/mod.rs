@@ -10,7 +10,7 @@
 //! of its figures; a run during which the hypervisor took the cores for more than
 //! [`STEAL_LIMIT`] of the time is run again ([`least_stolen`]). As each round runs the
 //! proxies back to back, the report also says in how many rounds the router's req/s was the
-//! higher and its p99 the lower ([`Rounds::lower_in`]). Measured per proxy:
+//! higher and its p99 the lower, with the median of the rounds' ratios ([`paired`]). Measured per proxy:
 //! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99,
 //!   p99.9, timed once every connection is open (`Shape::warm_up`; so are `l7.h2`,
 //!   `l7.h1.redirect` and `l7.h1.proxied`);
@@ -41,6 +41,7 @@ mod dwell;
 mod idle;
 mod instructions;
 mod load;
+mod paired;
 mod servers;
 mod sink;
 mod stream;
@@ -54,6 +55,7 @@ use crate::steal::Snapshot;
 use anyhow::Context as _;
 use balancer_tests::{netns::Netns, pki::Ca};
 use load::{Figure, Load, Rounds, Shape};
+use paired::Paired;
 use std::{path::Path, time::Duration};
 pub use train::train;
 
@@ -110,9 +112,12 @@ impl Plan {
     }
 
     fn new(quick: bool) -> Self {
-        let secs = Duration::from_secs(if quick { 1 } else { 4 });
+        // Nine short rounds rather than five long ones: the box's speed drifts within seconds;
+        // a median of nine withstands four runs gone astray (one of five, two), and its spread
+        // is a quarter smaller.
+        let secs = Duration::from_secs(if quick { 1 } else { 3 });
         Self {
-            rounds: if quick { 1 } else { 5 },
+            rounds: if quick { 1 } else { 9 },
             attempts: if quick { 1 } else { 4 },
             keepalive: Shape {
                 connections: 50,
@@ -774,9 +779,11 @@ fn compare_loads(
     theirs_rounds: &Rounds,
 ) {
     let (ours, theirs) = (&ours_rounds.median(), &theirs_rounds.median());
-    let rounds_better = |better: Option<(usize, usize)>, what: &str| match better {
-        Some((k, n)) if n > 1 => format!("; ours {what} in {k} of {n} rounds"),
-        _ => String::new(),
+    // Round by round: `higher` when a higher figure is the better.
+    let rounds = |figure: Figure, higher: bool| {
+        Paired::new(ours_rounds, theirs_rounds, figure)
+            .map(|paired| format!("; {}", paired.note(higher)))
+            .unwrap_or_default()
     };
     // At a fixed rate, requests/s says whether each proxy kept up, no more.
     let (better, higher_rps) = match ours_rounds.case.rate() {
@@ -784,13 +791,7 @@ fn compare_loads(
             "req/s as carried (a proxy that kept up carried the rate asked)",
             String::new(),
         ),
-        None => (
-            "higher is better",
-            rounds_better(
-                theirs_rounds.lower_in(ours_rounds, |l| l.requests_per_s),
-                "higher",
-            ),
-        ),
+        None => ("higher is better", rounds(|l| l.requests_per_s, true)),
     };
     let timed = match ours.warmed_up {
         true => format!(
@@ -835,7 +836,7 @@ fn compare_loads(
     );
     let percentiles: [(&str, Figure); 2] = [("p50", |l| l.p50_ms), ("p99", |l| l.p99_ms)];
     for (what, figure) in percentiles {
-        let lower = rounds_better(ours_rounds.lower_in(theirs_rounds, figure), "lower");
+        let lower = rounds(figure, false);
         let note = format!("lower is better{lower}");
         compare(what, "ms", figure(ours), figure(theirs), &note);
     }
