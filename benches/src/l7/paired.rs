@@ -45,11 +45,13 @@ impl Paired {
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
                 (lo.min(r), hi.max(r))
             });
+        let p = sign_test(better, n);
+        // Two digits, or as many as it takes to show more than none (9 of 9 is 0.004).
+        let digits = if p < 0.01 { 3 } else { 2 };
         format!(
-            "ours {} in {better} of {n} rounds (sign test p = {:.2}), the rounds' ratios {:.2} \
-             (median), {low:.2} to {high:.2}",
+            "ours {} in {better} of {n} rounds (sign test p = {p:.digits$}), the rounds' ratios \
+             {:.2} (median), {low:.2} to {high:.2}",
             if higher { "higher" } else { "lower" },
-            sign_test(better, n),
             median(self.ratios.clone()),
         )
     }
@@ -123,6 +125,16 @@ mod tests {
             "ours higher in 3 of 5 rounds (sign test p = 1.00), the rounds' ratios 1.01 \
              (median), 0.80 to 1.05"
         );
+        // Nine rounds of nine: p is shown to the digit that is not zero.
+        let lopsided = Paired::new(&ours, &rounds(Case::KeepAlive, &[1.0; 5]), RPS).unwrap();
+        assert!(lopsided
+            .note(true)
+            .contains("5 of 5 rounds (sign test p = 0.06)"));
+        let nine = rounds(Case::KeepAlive, &[2.0; 9]);
+        let all = Paired::new(&nine, &rounds(Case::KeepAlive, &[1.0; 9]), RPS).unwrap();
+        assert!(all
+            .note(true)
+            .contains("9 of 9 rounds (sign test p = 0.004)"));
         // Seen as a figure where lower is better: the other two rounds.
         assert!(paired
             .note(false)
