@@ -7,10 +7,12 @@
 //! - [`config`]: the node's configuration file (TOML).
 //! - [`router`]: the L7 Client Access logic (identity, decision, proxy, HTTPS front).
 //! - [`health`]: rise/fall verdicts of active health checks (upstreams and array peers).
+//! - [`busy_poll`]: `balancer run --busy-poll`, spinning after wake-ups instead of sleeping.
 //! - [`node`]: `balancer run`, the data plane and the router together, with reload and
 //!   restart.
 #![deny(unsafe_code)]
 
+pub mod busy_poll;
 pub mod config;
 pub mod dataplane;
 pub mod health;

@@ -141,13 +141,14 @@ name = "europe-1"
         std::fs::write(&self.config, text).unwrap();
     }
 
-    /// Starts `balancer run` in the node namespace, logging to `log`.
-    fn start(&self, log: &str) -> Child {
+    /// Starts `balancer run` in the node namespace with `extra` arguments, logging to `log`.
+    fn start(&self, log: &str, extra: &[&str]) -> Child {
         let log = std::fs::File::create(self.dir.join(log)).unwrap();
         self.node
             .command(BALANCER)
             .args(["run", "--config"])
             .arg(&self.config)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -230,7 +231,12 @@ fn router_requests(pin_dir: &Path) -> u64 {
         .unwrap_or_else(|| panic!("no requests field in {dump}"))
 }
 
+/// SIGTERM to `child` and waits for it; nothing if it has already been waited for (its PID may
+/// be another process's by then).
 fn terminate(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -250,7 +256,7 @@ impl Drop for Running {
 #[test]
 fn run_serves_reloads_and_restarts_without_a_failed_connection() {
     let lab = Lab::new();
-    let mut first = Running(lab.start("first.log"));
+    let mut first = Running(lab.start("first.log", &[]));
     lab.wait_serving("first.log");
 
     // R7: no identity, served in this site: proxied to the site's back end.
@@ -334,7 +340,10 @@ fn run_serves_reloads_and_restarts_without_a_failed_connection() {
         });
         std::thread::sleep(Duration::from_secs(1));
         let before = ok.load(Ordering::Relaxed);
-        let second = lab.start("second.log");
+        // The new process polls its sockets after each wake-up instead of sleeping at once
+        // (an upgrade that turns busy polling on): it serves the same stream, then stops on
+        // SIGTERM at the end like the first.
+        let second = lab.start("second.log", &["--busy-poll", "200us"]);
         // The first process hands its listeners over, drains and exits by itself.
         let mut old = std::mem::replace(&mut first.0, second);
         let exited = old.wait().unwrap();
@@ -361,6 +370,9 @@ fn run_serves_reloads_and_restarts_without_a_failed_connection() {
         errors.lock().unwrap()
     );
     assert!(lab.log("second.log").contains("took the listeners over"));
+    assert!(lab
+        .log("second.log")
+        .contains("busy polling after each wake-up"));
     std::thread::sleep(Duration::from_millis(1500));
     let after_restart = router_requests(&lab.pin_dir);
     assert!(
@@ -368,6 +380,10 @@ fn run_serves_reloads_and_restarts_without_a_failed_connection() {
         "totals carry over the restart: {before_restart} then {after_restart}"
     );
     assert!(lab.log("first.log").contains("a new process took over"));
+    // The busy-polling process drains and exits on SIGTERM, as any other.
+    terminate(&mut first.0);
+    let stopped = first.0.wait().unwrap();
+    assert!(stopped.success(), "exit on SIGTERM: {stopped:?}");
     drop(first);
     assert!(
         lab.node.ip("link show eth0").unwrap().contains("prog/xdp"),

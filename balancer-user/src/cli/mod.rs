@@ -5,7 +5,7 @@ mod status;
 mod xdp;
 
 use anyhow::Context as _;
-use balancer_user::config::Config;
+use balancer_user::{busy_poll::BusyPoll, config::Config};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -39,6 +39,11 @@ pub enum Command {
         /// thread with no cross-thread scheduling, as one nginx worker or one HAProxy thread.
         #[arg(long, env = "BALANCER_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
+        /// After each wake-up, keep polling the sockets until this long has gone by
+        /// with nothing to do, instead of sleeping at once (`200us`): spends idle CPU to spare a
+        /// virtual machine's costly wake-ups (see the README). Off by default.
+        #[arg(long, env = "BALANCER_BUSY_POLL", value_parser = humantime::parse_duration)]
+        busy_poll: Option<std::time::Duration>,
     },
     /// Check a config file; every error names the field and says what is wrong.
     CheckConfig { file: std::path::PathBuf },
@@ -78,9 +83,12 @@ pub fn init_tracing(json: bool) {
 }
 
 /// The runtime of `balancer run`: one thread for one worker, else a thread per worker (or per
-/// core).
-fn runtime(workers: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
-    match workers {
+/// core); with `busy_poll`, a spinning task per thread ([`BusyPoll`]).
+fn runtime(
+    workers: Option<u16>,
+    busy_poll: Option<std::time::Duration>,
+) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match workers {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -88,9 +96,16 @@ fn runtime(workers: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
             builder
         }
         None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let busy_poll = busy_poll.map(|window| BusyPoll::install(&mut builder, window));
+    let runtime = builder.enable_all().build()?;
+    if let Some(busy_poll) = busy_poll {
+        tracing::info!(window = ?busy_poll.window(), "busy polling after each wake-up");
+        for _ in 0..runtime.metrics().num_workers() {
+            runtime.spawn(busy_poll.clone().run());
+        }
     }
-    .enable_all()
-    .build()
+    Ok(runtime)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -104,12 +119,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             config,
             join,
             workers,
-        } => {
-            runtime(workers)?.block_on(balancer_user::node::run(balancer_user::node::RunOptions {
-                config,
-                join,
-            }))
-        }
+            busy_poll,
+        } => runtime(workers, busy_poll)?.block_on(balancer_user::node::run(
+            balancer_user::node::RunOptions { config, join },
+        )),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             if config.router.is_some() {
