@@ -36,6 +36,10 @@ struct Args {
     /// The `balancer` binary of the L7 section; by default the one beside this program.
     #[arg(long, value_name = "PATH")]
     balancer: Option<PathBuf>,
+    /// Run the router of the L7 section with `balancer run --busy-poll WINDOW` (`200us`); the
+    /// peers keep their defaults.
+    #[arg(long, value_name = "WINDOW", value_parser = humantime::parse_duration)]
+    busy_poll: Option<std::time::Duration>,
 }
 
 /// A section of the bench, in the order they run.
@@ -70,6 +74,12 @@ impl Args {
         }
         if let (false, Some(balancer)) = (self.only.is_empty(), &self.balancer) {
             command.push_str(&format!(" --balancer {}", balancer.display()));
+        }
+        if let Some(window) = self.busy_poll {
+            command.push_str(&format!(
+                " --busy-poll {}",
+                humantime::format_duration(window)
+            ));
         }
         command
     }
@@ -115,7 +125,7 @@ fn main() -> anyhow::Result<()> {
                 .filter(|b| b.exists())
                 .ok_or_else(|| anyhow::anyhow!("no `balancer` binary beside the bench: build it with `cargo build --release -p balancer-user`, or name one with --balancer"))?,
         };
-        l7::run(&mut results, args.quick, &balancer)?;
+        l7::run(&mut results, args.quick, &balancer, args.busy_poll)?;
     }
     let dir = target_dir().join("bench");
     results.write(&dir)?;

@@ -4,7 +4,8 @@
 use crate::{pgo, setup};
 use std::process::Command;
 
-pub fn run(quick: bool) -> anyhow::Result<()> {
+/// `busy_poll`: the router's `--busy-poll` window in the L7 section (`200us`), passed on.
+pub fn run(quick: bool, busy_poll: Option<String>) -> anyhow::Result<()> {
     let tools = setup::toolchain()?;
     // The profile-guided build checks for root and installs the bench's packages (its training
     // run needs them too); the bench binary comes with it, and the L7 section runs the real
@@ -16,6 +17,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .arg(balancer);
     if quick {
         cmd.arg("--quick");
+    }
+    if let Some(window) = busy_poll {
+        cmd.arg("--busy-poll").arg(window);
     }
     setup::run(&mut cmd)
 }

@@ -57,6 +57,9 @@ enum Command {
         /// A short run (CI): the harness runs end to end, figures are not meaningful.
         #[arg(long)]
         quick: bool,
+        /// Run the L7 section's router with `balancer run --busy-poll WINDOW` (`200us`).
+        #[arg(long, value_name = "WINDOW")]
+        busy_poll: Option<String>,
     },
 }
 
@@ -67,6 +70,6 @@ fn main() -> anyhow::Result<()> {
         Command::Lint => lint::run(&setup::toolchain()?),
         Command::Demo => demo::run(),
         Command::Lab { action } => demo::lab(&action),
-        Command::Bench { quick } => bench::run(quick),
+        Command::Bench { quick, busy_poll } => bench::run(quick, busy_poll),
     }
 }

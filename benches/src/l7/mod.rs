@@ -239,7 +239,14 @@ fn counted(pin_dir: &Path) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("{}-callgrind", pin_dir.display()))
 }
 
-pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Result<()> {
+/// The L7 section, through the router `balancer` (`busy_poll`: its `--busy-poll` window, for
+/// the timed loads; the instructions are counted without it).
+pub fn run(
+    results: &mut Results,
+    quick: bool,
+    balancer: &Path,
+    busy_poll: Option<Duration>,
+) -> anyhow::Result<()> {
     let plan = Plan::new(quick);
     in_bed(|bed| {
         let Bed {
@@ -252,7 +259,7 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
             cores,
         } = bed;
         let servers = [
-            launcher.balancer(balancer, OURS, "bl0", pin_dir)?,
+            launcher.balancer(balancer, OURS, "bl0", pin_dir, busy_poll)?,
             launcher.nginx_proxy(NGINX)?,
             launcher.haproxy(HAPROXY)?,
         ];
@@ -283,7 +290,9 @@ pub fn run(results: &mut Results, quick: bool, balancer: &Path) -> anyhow::Resul
         for (name, figures) in &mut figures {
             eprintln!("bench: L7 instructions per request of {name} (callgrind) ...");
             let server = match *name {
-                "balancer" => counter.balancer(balancer, OURS_COUNTED, "bl1", &counted(pin_dir)),
+                "balancer" => {
+                    counter.balancer(balancer, OURS_COUNTED, "bl1", &counted(pin_dir), None)
+                }
                 "nginx" => counter.nginx_proxy(NGINX_COUNTED),
                 "haproxy" => counter.haproxy(HAPROXY_COUNTED),
                 other => anyhow::bail!("no instance under callgrind for {other}"),

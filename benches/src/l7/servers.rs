@@ -6,7 +6,7 @@
 //!   `balancer run`, nginx, HAProxy.
 
 use crate::servers::{Launcher, Server};
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 /// Where the servers listen (loopback of the bench namespace).
 pub const UPSTREAM: &str = "127.0.0.1:18443";
@@ -128,13 +128,14 @@ impl Launcher<'_> {
 
     /// `balancer run` with the router alone on `addr` (its data plane attached to the
     /// namespace's `interface`, its maps pinned under `pin_dir`), one worker thread like the
-    /// peers.
+    /// peers; with `busy_poll`, its `--busy-poll` window.
     pub fn balancer(
         &self,
         binary: &Path,
         addr: &str,
         interface: &str,
         pin_dir: &Path,
+        busy_poll: Option<Duration>,
     ) -> anyhow::Result<Server> {
         let dir = self.dir.display();
         let conf = format!(
@@ -216,6 +217,10 @@ file = "{dir}/mailboxes.csv"
             .arg("--workers")
             .arg("1")
             .env("RUST_LOG", "warn");
+        if let Some(window) = busy_poll {
+            cmd.arg("--busy-poll")
+                .arg(humantime::format_duration(window).to_string());
+        }
         self.start("balancer", addr, cmd)
     }
 }

@@ -25,7 +25,7 @@ pub fn train(balancer: &Path) -> anyhow::Result<()> {
             generator,
             ..
         } = bed;
-        let router = launcher.balancer(balancer, OURS, "bl0", pin_dir)?;
+        let router = launcher.balancer(balancer, OURS, "bl0", pin_dir, None)?;
         let cases = [
             Case::KeepAlive,
             Case::Handshake,
