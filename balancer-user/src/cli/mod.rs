@@ -39,9 +39,9 @@ pub enum Command {
         /// thread with no cross-thread scheduling, as one nginx worker or one HAProxy thread.
         #[arg(long, env = "BALANCER_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
-        /// After each wake-up, keep polling the sockets until this long has gone by
-        /// with nothing to do, instead of sleeping at once (`200us`): spends idle CPU to spare a
-        /// virtual machine's costly wake-ups (see the README). Off by default.
+        /// After each wake-up, keep polling the sockets until this long (`200us`) has gone by
+        /// with nothing to do, instead of sleeping at once: spends idle CPU to spare a virtual
+        /// machine's costly wake-ups (see the README). Off by default.
         #[arg(long, env = "BALANCER_BUSY_POLL", value_parser = humantime::parse_duration)]
         busy_poll: Option<std::time::Duration>,
     },

@@ -9,8 +9,9 @@
 //! is kept. A noisy moment of this shared box then weighs on one run of one proxy, not on all
 //! of its figures; a run during which the hypervisor took the cores for more than
 //! [`STEAL_LIMIT`] of the time is run again ([`least_stolen`]). As each round runs the
-//! proxies back to back, the report also says in how many rounds the router's req/s was the
-//! higher and its p99 the lower, with the median of the rounds' ratios ([`paired`]). Measured per proxy:
+//! proxies back to back, the report also pairs the runs round by round ([`paired`]): in how
+//! many rounds the router's req/s was the higher and its p99 the lower, the sign test's p for
+//! that count, and the median of the rounds' ratios. Measured per proxy:
 //! - `l7.h1.keepalive`: wrk, HTTP/1.1 keep-alive: requests/s, CPU per request, p50, p99,
 //!   p99.9, timed once every connection is open (`Shape::warm_up`; so are `l7.h2`,
 //!   `l7.h1.redirect` and `l7.h1.proxied`);
