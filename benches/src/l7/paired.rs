@@ -125,7 +125,7 @@ mod tests {
             "ours higher in 3 of 5 rounds (sign test p = 1.00), the rounds' ratios 1.01 \
              (median), 0.80 to 1.05"
         );
-        // Nine rounds of nine: p is shown to the digit that is not zero.
+        // p in two digits (5 of 5: 0.06), or in three under 0.01 (9 of 9: 0.004, not 0.00).
         let lopsided = Paired::new(&ours, &rounds(Case::KeepAlive, &[1.0; 5]), RPS).unwrap();
         assert!(lopsided
             .note(true)
